@@ -1,0 +1,47 @@
+"""fairjax: measuring and mitigating demographic bias in deep image models, in JAX."""
+
+import setuptools
+
+INSTALL_REQUIRES = [
+    "jax>=0.10",
+    "flax>=0.12",
+    "optax>=0.2.8",
+    "orbax-checkpoint>=0.12",
+    "ml_collections>=1.0",
+    "absl-py>=2.0",
+    "numpy>=2.0",
+    "pandas>=2.2",
+    "matplotlib>=3.9",
+    "pillow>=10.0",
+    "tensorflow-datasets>=4.9.10",
+    "transformers>=5.0",
+    "safetensors>=0.4",
+]
+
+EXTRAS_REQUIRE = {
+    # Reference oracles and the test runner. fairlearn / scikit-learn are only used to check our numbers.
+    "test": [
+        "pytest>=8",
+        "fairlearn>=0.13",
+        "scikit-learn>=1.5",
+    ],
+    # Peers measured beside fairjax by benchmarks/ (torch: the CPU build on this machine's disk).
+    "bench": [
+        "fairlearn>=0.13",
+        "scikit-learn>=1.5",
+        "torch==2.13.0",
+    ],
+}
+
+setuptools.setup(
+    name="fairjax",
+    version="0.1.0",
+    description="Group-fairness auditing and bias mitigation for deep image classifiers and CLIP, in JAX.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["fairjax", "fairjax.*"]),
+    python_requires=">=3.10",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+    license="Apache-2.0",
+)
