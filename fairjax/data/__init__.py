@@ -1,0 +1,1 @@
+"""Face data sets, the seeds' data treatments and the input pipeline."""
