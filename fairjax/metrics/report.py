@@ -59,7 +59,8 @@ class GroupReport:
 
 def group_labels(keys: pd.DataFrame) -> list[str]:
   """``"race=1, gender=0"``-style label of every group (row of ``keys``)."""
-  return [", ".join(f"{c}={row[c]}" for c in keys.columns) for _, row in keys.iterrows()]
+  columns = [[f"{c}={v}" for v in keys[c].tolist()] for c in keys.columns]
+  return [", ".join(parts) for parts in zip(*columns)]
 
 
 def classification_report(

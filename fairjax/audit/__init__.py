@@ -1,0 +1,1 @@
+"""`python -m fairjax.audit`: group-fairness audit of predictions in a CSV file."""

@@ -1,0 +1,1 @@
+"""Tables and plots that a person reads first: per-group rates, disparities, training curves."""
