@@ -173,7 +173,7 @@ def regression_report(
         summary[f"{name}_ci"] = [_clean(bounds[0][section][name]), _clean(bounds[1][section][name])]
   labels = group_labels(keys)
   empty = [labels[g] for g in range(num_groups) if figs["groups"]["count"][g] == 0]
-  summary["warnings"] = [f"group {g}: no examples; its errors are NaN" for g in empty]
+  summary["warnings"] = [f"{g}: no examples; its errors are NaN" for g in empty]
   for message in summary["warnings"]:
     warnings.warn(message, FairnessWarning, stacklevel=2)
   return GroupReport(table, summary)
@@ -246,19 +246,19 @@ def _warn(figs, labels, class_names, shown_classes) -> list[str]:
   count = figs["groups"]["count"]
   for g, label in enumerate(labels):
     if count[g] == 0:
-      messages.append(f"group {label}: no examples; all its rates are NaN")
+      messages.append(f"{label}: no examples; all its rates are NaN")
       continue
     for c in shown_classes:
       suffix = "" if len(shown_classes) == 1 else f" of class {class_names[c]}"
       if rates["positives"][g, c] == 0:
-        messages.append(f"group {label}: no positive examples{suffix}; tpr, fnr are NaN (count 0)")
+        messages.append(f"{label}: no positive examples{suffix}; tpr, fnr are NaN (count 0)")
       if rates["negatives"][g, c] == 0:
-        messages.append(f"group {label}: no negative examples{suffix}; tnr, fpr are NaN (count 0)")
+        messages.append(f"{label}: no negative examples{suffix}; tnr, fpr are NaN (count 0)")
       predicted_positive = rates["selection_rate"][g, c] * count[g]
       if predicted_positive == 0:
-        messages.append(f"group {label}: nothing predicted positive{suffix}; ppv, fdr are NaN")
+        messages.append(f"{label}: nothing predicted positive{suffix}; ppv, fdr are NaN")
       elif predicted_positive == count[g]:
-        messages.append(f"group {label}: everything predicted positive{suffix}; npv, for are NaN")
+        messages.append(f"{label}: everything predicted positive{suffix}; npv, for are NaN")
   if sum(count > 0) < 2:
     messages.append("fewer than two non-empty groups: every disparity is NaN")
   for message in messages:
