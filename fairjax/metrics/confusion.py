@@ -14,6 +14,7 @@ Conventions:
   * Counts are int32 when unweighted (exact to 2**31 rows) and float32 when weighted.
 """
 
+import functools
 from typing import Optional
 
 import jax
@@ -34,6 +35,7 @@ def safe_div(numerator: Array, denominator: Array) -> Array:
   return jnp.where(ok, numerator / jnp.where(ok, denominator, 1.0), jnp.nan)
 
 
+@functools.partial(jax.jit, static_argnames=("num_groups", "num_classes"))
 def confusion_counts(
     y_true: Array,
     y_pred: Array,

@@ -4,6 +4,7 @@ Like the classification counts, the per-group figures come from a few sums per g
 ``segment_sum``; those sums add across batches and devices, so a training loop can accumulate them.
 """
 
+import functools
 from typing import Optional
 
 import jax
@@ -16,6 +17,7 @@ Array = jax.Array
 REGRESSION_METRICS = ("mae", "mean_signed_error", "rmse")
 
 
+@functools.partial(jax.jit, static_argnames=("num_groups",))
 def regression_sums(
     y_true: Array,
     y_pred: Array,

@@ -7,6 +7,7 @@ threshold j are then a reverse cumulative sum over the bins. One pass over the r
 every threshold, by broadcasting.
 """
 
+import functools
 from typing import Optional
 
 import jax
@@ -19,6 +20,7 @@ Array = jax.Array
 OBJECTIVES = ("macro_f1", "accuracy", "macro_accuracy")
 
 
+@functools.partial(jax.jit, static_argnames=("num_groups",))
 def threshold_counts(
     scores: Array,
     y_true: Array,
