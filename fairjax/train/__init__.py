@@ -1,0 +1,1 @@
+"""Train state, per-device steps, objectives, checkpointing and the training loop."""
