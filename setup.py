@@ -16,6 +16,7 @@ INSTALL_REQUIRES = [
     "tensorflow-datasets>=4.9.10",
     "transformers>=5.0",
     "safetensors>=0.4",
+    "grain>=0.2.12",
 ]
 
 EXTRAS_REQUIRE = {

@@ -1,0 +1,182 @@
+"""The input pipeline: host-sharded, device-batched, deterministic and resumable, on grain.
+
+A source is any random-access sequence of schema records (``len(source)``, ``source[i]``): the direct
+UTKFace reader's decoded cache, a TFDS array_record data source, or the synthetic faces, which draw
+example i on demand. Optionally a *plan* (a treatment's output: rows naming a ``source_index`` and an
+``augment_seed``) says which records to use, how often, and which copies to augment.
+
+Order. The global order is a grain shuffle of the plan's rows, reshuffled each epoch, from one seed.
+Global batch b is positions [b*B, (b+1)*B) of that order; process p of P takes its contiguous slice
+[b*B + p*B/P, b*B + (p+1)*B/P). So the union of the hosts' batches at step b is the single-host batch
+b, whatever P is, and a run's data depend only on (seed, batch index): resuming at batch b is slicing
+the batch sequence at b, and the checkpoint needs to store nothing but b.
+
+Work. Decoding, resizing and grayscale conversion run in grain's reader threads, off the training
+thread; random augmentation (and the augmented copies that rebalancing asks for) runs on the
+accelerator inside the jitted step, keyed by the step and the copy's seed (``augment.py``), so it is
+as deterministic as the order.
+"""
+
+import dataclasses
+from typing import Any, Iterator, Optional, Sequence
+
+import grain
+import numpy as np
+from PIL import Image
+
+# Fields of a batch, besides `image`. `mask` is False on the padding rows of a last eval batch.
+LABEL_FIELDS = ("age", "gender", "race")
+BATCH_FIELDS = ("image",) + LABEL_FIELDS + ("augment_seed", "index", "mask")
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocess:
+  """Host-side, deterministic preprocessing: what must happen before images can be batched."""
+
+  image_size: tuple[int, int] = (64, 64)
+  grayscale: bool = False  # seed 000 §6.3 trains on 100x100 grayscale
+
+  def __call__(self, image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+      image = image[..., None]
+    if image.shape[-1] == 1 and not self.grayscale:
+      image = np.repeat(image, 3, axis=-1)
+    pil = Image.fromarray(image if image.shape[-1] == 3 else image[..., 0])
+    if self.grayscale:
+      pil = pil.convert("L")
+    if pil.size != (self.image_size[1], self.image_size[0]):
+      pil = pil.resize((self.image_size[1], self.image_size[0]), Image.BILINEAR)
+    out = np.asarray(pil, np.uint8)
+    return out[..., None] if out.ndim == 2 else out
+
+
+def _plan_arrays(num_records: int, plan) -> tuple[np.ndarray, np.ndarray]:
+  if plan is None:
+    return np.arange(num_records, dtype=np.int64), np.full(num_records, -1, np.int32)
+  source_index = np.asarray(plan["source_index"], np.int64)
+  if len(source_index) and (source_index.min() < 0 or source_index.max() >= num_records):
+    raise ValueError(f"plan refers to records outside the source's {num_records}")
+  seeds = np.asarray(plan["augment_seed"], np.int32) if "augment_seed" in plan else np.full(len(source_index), -1, np.int32)
+  return source_index, seeds
+
+
+class _Loader:
+  """Plan row → example dict with a preprocessed image (run in grain's reader threads)."""
+
+  def __init__(self, source, source_index, augment_seeds, preprocess):
+    self.source, self.source_index, self.augment_seeds = source, source_index, augment_seeds
+    self.preprocess = preprocess
+
+  def __call__(self, row: int) -> dict:
+    if row < 0:  # padding of a last eval batch
+      return self.pad
+    index = int(self.source_index[row])
+    record = self.source[index]
+    example = {"image": self.preprocess(np.asarray(record["image"]))}
+    for field in LABEL_FIELDS:
+      example[field] = np.int32(record.get(field, -1))
+    example["augment_seed"] = self.augment_seeds[row]
+    example["index"] = np.int32(index)
+    example["mask"] = np.bool_(True)
+    return example
+
+  @property
+  def pad(self) -> dict:
+    if not hasattr(self, "_pad"):
+      first = self(0)
+      self._pad = {k: np.zeros_like(v) for k, v in first.items()}
+      self._pad["augment_seed"] = np.int32(-1)
+    return self._pad
+
+
+def _read_options(num_threads: int) -> grain.ReadOptions:
+  return grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=max(2 * num_threads, 4))
+
+
+def num_train_batches(num_rows: int, global_batch_size: int, num_epochs: int) -> int:
+  """Whole global batches in ``num_epochs`` passes (the last partial batch of the run is dropped)."""
+  return (num_rows * num_epochs) // global_batch_size
+
+
+def train_batches(
+    source: Sequence[dict],
+    *,
+    global_batch_size: int,
+    seed: int,
+    num_epochs: int,
+    preprocess: Preprocess = Preprocess(),
+    plan=None,
+    start_batch: int = 0,
+    process_index: int = 0,
+    process_count: int = 1,
+    num_threads: int = 4,
+) -> Iterator[dict]:
+  """This process's slice of each training batch, from ``start_batch`` on, as numpy dicts.
+
+  Batches are ``global_batch_size / process_count`` rows; the caller splits them over local devices.
+  """
+  if global_batch_size % process_count:
+    raise ValueError(f"global batch {global_batch_size} does not split over {process_count} processes")
+  source_index, seeds = _plan_arrays(len(source), plan)
+  num_rows = len(source_index)
+  if num_rows == 0:
+    raise ValueError("the training data is empty")
+  order = grain.MapDataset.range(num_rows).shuffle(seed=seed).repeat(num_epochs)
+  local = global_batch_size // process_count
+  num_batches = num_train_batches(num_rows, global_batch_size, num_epochs)
+  if not 0 <= start_batch <= num_batches:
+    raise ValueError(f"start_batch {start_batch} outside [0, {num_batches}]")
+
+  def row_of(k):  # k-th row this host reads, counted over the whole run
+    batch, offset = divmod(k, local)
+    return order[batch * global_batch_size + process_index * local + offset]
+
+  rows = grain.MapDataset.range(num_batches * local).map(row_of)
+  loader = _Loader(source, source_index, seeds, preprocess)
+  batches = rows.map(loader).batch(local, drop_remainder=True)
+  yield from batches[start_batch:].to_iter_dataset(_read_options(num_threads))
+
+
+def eval_batches(
+    source: Sequence[dict],
+    *,
+    global_batch_size: int,
+    preprocess: Preprocess = Preprocess(),
+    plan=None,
+    process_index: int = 0,
+    process_count: int = 1,
+    num_threads: int = 4,
+) -> Iterator[dict]:
+  """Every row once, in order, in fixed-size batches; the last is padded with ``mask == False``."""
+  if global_batch_size % process_count:
+    raise ValueError(f"global batch {global_batch_size} does not split over {process_count} processes")
+  source_index, seeds = _plan_arrays(len(source), plan)
+  num_rows = len(source_index)
+  local = global_batch_size // process_count
+  num_batches = -(-num_rows // global_batch_size)
+
+  def row_of(k):
+    batch, offset = divmod(k, local)
+    row = batch * global_batch_size + process_index * local + offset
+    return row if row < num_rows else -1
+
+  loader = _Loader(source, source_index, seeds, preprocess)
+  rows = grain.MapDataset.range(num_batches * local).map(row_of)
+  yield from rows.map(loader).batch(local).to_iter_dataset(_read_options(num_threads))
+
+
+class ArraySource:
+  """An in-memory source over decoded arrays (images [N,H,W,C] uint8 and label columns)."""
+
+  def __init__(self, images: np.ndarray, labels: Optional[dict[str, Any]] = None):
+    self.images = images
+    self.labels = {k: np.asarray(v) for k, v in (labels or {}).items()}
+    for name, values in self.labels.items():
+      if len(values) != len(images):
+        raise ValueError(f"label {name!r} has {len(values)} values for {len(images)} images")
+
+  def __len__(self) -> int:
+    return len(self.images)
+
+  def __getitem__(self, i: int) -> dict:
+    return {"image": self.images[i], **{k: v[i] for k, v in self.labels.items()}}
