@@ -1,0 +1,1 @@
+"""Numerical building blocks shared by the models (convolution that trains fast on CPU)."""
