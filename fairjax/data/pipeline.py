@@ -98,6 +98,21 @@ def num_train_batches(num_rows: int, global_batch_size: int, num_epochs: int) ->
   return (num_rows * num_epochs) // global_batch_size
 
 
+def _host_batches(num_batches: int, global_batch_size: int, process_index: int, process_count: int,
+                  position_to_row, loader) -> grain.MapDataset:
+  """This host's slice of global batches 0..num_batches-1, where batch b covers global positions
+  [b*B, (b+1)*B) and ``position_to_row`` maps a position to a plan row (-1 for padding)."""
+  if global_batch_size % process_count:
+    raise ValueError(f"global batch {global_batch_size} does not split over {process_count} processes")
+  local = global_batch_size // process_count
+
+  def row_of(k):  # the k-th row this host reads, counted over the whole run
+    batch, offset = divmod(k, local)
+    return position_to_row(batch * global_batch_size + process_index * local + offset)
+
+  return grain.MapDataset.range(num_batches * local).map(row_of).map(loader).batch(local)
+
+
 def train_batches(
     source: Sequence[dict],
     *,
@@ -115,25 +130,16 @@ def train_batches(
 
   Batches are ``global_batch_size / process_count`` rows; the caller splits them over local devices.
   """
-  if global_batch_size % process_count:
-    raise ValueError(f"global batch {global_batch_size} does not split over {process_count} processes")
   source_index, seeds = _plan_arrays(len(source), plan)
   num_rows = len(source_index)
   if num_rows == 0:
     raise ValueError("the training data is empty")
-  order = grain.MapDataset.range(num_rows).shuffle(seed=seed).repeat(num_epochs)
-  local = global_batch_size // process_count
   num_batches = num_train_batches(num_rows, global_batch_size, num_epochs)
   if not 0 <= start_batch <= num_batches:
     raise ValueError(f"start_batch {start_batch} outside [0, {num_batches}]")
-
-  def row_of(k):  # k-th row this host reads, counted over the whole run
-    batch, offset = divmod(k, local)
-    return order[batch * global_batch_size + process_index * local + offset]
-
-  rows = grain.MapDataset.range(num_batches * local).map(row_of)
-  loader = _Loader(source, source_index, seeds, preprocess)
-  batches = rows.map(loader).batch(local, drop_remainder=True)
+  order = grain.MapDataset.range(num_rows).shuffle(seed=seed).repeat(num_epochs)
+  batches = _host_batches(num_batches, global_batch_size, process_index, process_count,
+                          order.__getitem__, _Loader(source, source_index, seeds, preprocess))
   yield from batches[start_batch:].to_iter_dataset(_read_options(num_threads))
 
 
@@ -148,21 +154,13 @@ def eval_batches(
     num_threads: int = 4,
 ) -> Iterator[dict]:
   """Every row once, in order, in fixed-size batches; the last is padded with ``mask == False``."""
-  if global_batch_size % process_count:
-    raise ValueError(f"global batch {global_batch_size} does not split over {process_count} processes")
   source_index, seeds = _plan_arrays(len(source), plan)
   num_rows = len(source_index)
-  local = global_batch_size // process_count
   num_batches = -(-num_rows // global_batch_size)
-
-  def row_of(k):
-    batch, offset = divmod(k, local)
-    row = batch * global_batch_size + process_index * local + offset
-    return row if row < num_rows else -1
-
-  loader = _Loader(source, source_index, seeds, preprocess)
-  rows = grain.MapDataset.range(num_batches * local).map(row_of)
-  yield from rows.map(loader).batch(local).to_iter_dataset(_read_options(num_threads))
+  batches = _host_batches(num_batches, global_batch_size, process_index, process_count,
+                          lambda position: position if position < num_rows else -1,
+                          _Loader(source, source_index, seeds, preprocess))
+  yield from batches.to_iter_dataset(_read_options(num_threads))
 
 
 class ArraySource:
