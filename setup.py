@@ -26,6 +26,9 @@ EXTRAS_REQUIRE = {
         "fairlearn>=0.13",
         "scikit-learn>=1.5",
     ],
+    # Accelerator builds of jaxlib, for pod and cluster hosts (see launch/).
+    "tpu": ["jax[tpu]"],
+    "cuda": ["jax[cuda12]"],
     # Peers measured beside fairjax by benchmarks/ (torch: the CPU build on this machine's disk).
     "bench": [
         "fairlearn>=0.13",
