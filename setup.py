@@ -14,18 +14,23 @@ INSTALL_REQUIRES = [
     "matplotlib>=3.9",
     "pillow>=10.0",
     "tensorflow-datasets>=4.9.10",
+    "importlib_resources",  # TFDS needs it to prepare any data set, but does not declare it
     "transformers>=5.0",
     "safetensors>=0.4",
     "grain>=0.2.12",
 ]
 
+TFDS = ["tensorflow-cpu>=2.16"]  # building TFDS image data sets (UTKFace, FairFace, CelebA) needs TF
+
 EXTRAS_REQUIRE = {
-    # Reference oracles and the test runner. fairlearn / scikit-learn are only used to check our numbers.
+    "tfds": TFDS,
+    # Reference oracles and the test runner. fairlearn / scikit-learn are only used to check our numbers;
+    # TensorFlow builds the TFDS sets in tests.
     "test": [
         "pytest>=8",
         "fairlearn>=0.13",
         "scikit-learn>=1.5",
-    ],
+    ] + TFDS,
     # Accelerator builds of jaxlib, for pod and cluster hosts (see launch/).
     "tpu": ["jax[tpu]"],
     "cuda": ["jax[cuda12]"],

@@ -28,6 +28,8 @@ _DATASET = flags.DEFINE_string("dataset", "synthetic_faces", "Data set name.")
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Folder (or archive) of a manually downloaded set.")
 _SPLIT = flags.DEFINE_string("split", "train", "Split to describe.")
 _NUM_EXAMPLES = flags.DEFINE_integer("num_examples", None, "Synthetic faces: examples to draw.")
+_IMAGE_SIZE = flags.DEFINE_integer(
+    "image_size", 64, "UTKFace / FairFace: decode to this square size (native 200x200 needs 2.8 GB).")
 _OUTPUT = flags.DEFINE_string("output_dir", None, "Folder for stats.json and the plots.")
 
 AGE_BAND_WIDTH = 10
@@ -106,6 +108,8 @@ def main(argv):
   options = {}
   if _MANUAL_DIR.value:
     options["manual_dir"] = _MANUAL_DIR.value
+  if _DATASET.value in ("utkface", "fairface"):
+    options["image_size"] = (_IMAGE_SIZE.value, _IMAGE_SIZE.value)
   if _NUM_EXAMPLES.value is not None:
     options["num_examples"] = _NUM_EXAMPLES.value
   try:

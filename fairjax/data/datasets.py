@@ -10,7 +10,9 @@ from typing import Any, Callable, Optional, Sequence
 
 import pandas as pd
 
+from fairjax.data import fairface
 from fairjax.data import synthetic_faces
+from fairjax.data import utkface
 
 
 @dataclasses.dataclass
@@ -68,3 +70,37 @@ def _synthetic(split: str, num_examples: Optional[int] = None, config=None, **co
   faces = synthetic_faces.SyntheticFaces(config)
   source = faces.source(split, num_examples)
   return Split("synthetic_faces", split, source.metadata, source)
+
+
+def _need(manual_dir, name: str, expected: str) -> str:
+  if not manual_dir:
+    raise ValueError(f"{name} cannot be downloaded: pass manual_dir=DIR holding {expected}")
+  return manual_dir
+
+
+@register("utkface")
+def _utkface(split: str, manual_dir: Optional[str] = None, image_size=None) -> Split:
+  """UTKFace from ``manual_dir`` (UTKFace.tar.gz or the extracted UTKFace/ folder), decoded into memory.
+
+  UTKFace has one split; the seeds' treatments (``rebalance``, ``splits``) make train/test from it.
+  """
+  if split != "train":
+    raise ValueError(f"UTKFace has one split, 'train', got {split!r}")
+  path = utkface.find_source(_need(manual_dir, "UTKFace", f"{utkface.ARCHIVE_NAME} or {utkface.FOLDER_NAME}/"))
+  source = utkface.load(path, image_size)
+  return Split("utkface", split, source.metadata, source, source.skipped)
+
+
+@register("fairface")
+def _fairface(split: str, manual_dir: Optional[str] = None, image_size=None) -> Split:
+  """FairFace images and label CSVs from ``manual_dir``; splits 'train' and 'validation'."""
+  source = fairface.load(_need(manual_dir, "FairFace", "the images and fairface_label_*.csv"), split, image_size)
+  return Split("fairface", split, source.metadata, source, source.skipped)
+
+
+@register("celeb_a")
+def _celeb_a(split: str, manual_dir: Optional[str] = None, data_dir: Optional[str] = None) -> Split:
+  """CelebA through the stock TFDS builder, prepared from the files in ``manual_dir``."""
+  from fairjax.data import celeb_a  # pylint: disable=g-import-not-at-top  (imports TFDS's builders)
+  source = celeb_a.CelebASource(celeb_a.prepare(data_dir=data_dir, files_dir=manual_dir), split)
+  return Split("celeb_a", split, source.metadata(), source)
