@@ -25,11 +25,12 @@ TFDS = ["tensorflow-cpu>=2.16"]  # building TFDS image data sets (UTKFace, FairF
 EXTRAS_REQUIRE = {
     "tfds": TFDS,
     # Reference oracles and the test runner. fairlearn / scikit-learn are only used to check our numbers;
-    # TensorFlow builds the TFDS sets in tests.
+    # TensorFlow builds the TFDS sets and the Keras reference models in tests.
     "test": [
         "pytest>=8",
         "fairlearn>=0.13",
         "scikit-learn>=1.5",
+        "torch==2.13.0",  # reference outputs for the weight importers; the CPU build on this machine's disk
     ] + TFDS,
     # Accelerator builds of jaxlib, for pod and cluster hosts (see launch/).
     "tpu": ["jax[tpu]"],
