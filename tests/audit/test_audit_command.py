@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fairjax.audit import __main__ as audit_main
+from fairjax.audit import core as audit_main
 from fairjax.audit import example
 from fairjax.audit import inputs
 

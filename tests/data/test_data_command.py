@@ -7,13 +7,13 @@ import sys
 import pandas as pd
 import pytest
 
-from fairjax.data import __main__ as data_main
+from fairjax.data import describe
 
 
 def test_stats_count_every_breakdown_in_schema_order():
   metadata = pd.DataFrame({"file_name": list("abcdef"), "age": [3, 15, 27, 27, 64, -1],
                            "gender": [0, 1, 1, 0, 1, 0], "race": [0, 4, 1, 1, 2, 0]})
-  stats = data_main.dataset_stats(metadata, [{"file": "x.jpg", "reason": "no race field"}])
+  stats = describe.dataset_stats(metadata, [{"file": "x.jpg", "reason": "no race field"}])
   assert stats["num_examples"] == 6 and stats["skipped"][0]["file"] == "x.jpg"
   assert stats["gender"] == {"male": 3, "female": 3}
   assert list(stats["race"]) == ["White", "Black", "Asian", "Indian", "Others"]
