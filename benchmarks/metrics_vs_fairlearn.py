@@ -18,7 +18,6 @@ import time
 from absl import app
 from absl import flags
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from fairjax.metrics import confusion

@@ -35,3 +35,13 @@ def global_mean(total, count, axis_name: str):
 def to_varying(tree, axis_name: str):
   """Marks a replicated pytree as device-varying (a no-op under pmap, needed under shard_map)."""
   return jax.tree.map(lambda v: lax.pcast(v, axis_name, to="varying"), tree)
+
+
+def replicated_term(x, axis_name: str):
+  """A loss term that depends only on replicated values (an L2 penalty on the parameters).
+
+  Every device computes the same ``x``; its value is kept whole, but each device takes 1/N of its
+  gradient, so that the psum of gradients counts it once.
+  """
+  share = x / lax.psum(1, axis_name)
+  return share + lax.stop_gradient(x - share)

@@ -7,8 +7,7 @@ the batch sharded). Both donate the incoming state. Gradients, BatchNorm statist
 are reduced across the axis inside the step (see ``collectives`` for why it is exact in both).
 """
 
-import functools
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 from jax import lax

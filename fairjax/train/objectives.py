@@ -1,0 +1,80 @@
+"""Training objectives by name: what the per-device step minimises.
+
+An objective is an object with ``loss(params, state, batch, rng, apply_fn, axis_name) -> (loss, aux)``
+(see ``step.make_train_step``): ``loss`` is built from ``collectives`` statistics, so that its value is
+the objective over the global batch and its gradient is this device's share; ``aux`` carries the updated
+``model_state`` (BatchNorm statistics), ``objective_state`` (e.g. Lagrange multipliers) and ``metrics``
+(values already reduced over the batch axis). ``init_state(params)`` gives the objective's own state.
+Mitigation objectives (constrained, gradient reversal, JLU) register here too and plug into the same
+step without touching it.
+"""
+
+import functools
+from typing import Any, Callable
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+
+from fairjax.models import heads as heads_lib
+from fairjax.models import registry as model_registry
+from fairjax.train import collectives
+
+_OBJECTIVES: dict[str, Callable[..., Any]] = {}
+
+
+def register(name: str):
+  def wrap(cls):
+    if name in _OBJECTIVES:
+      raise ValueError(f"objective {name!r} is registered twice")
+    _OBJECTIVES[name] = cls
+    return cls
+
+  return wrap
+
+
+def get_objective(name: str, model, **options):
+  """The objective ``name`` for ``model``; unknown names list the known ones."""
+  if name not in _OBJECTIVES:
+    raise ValueError(f"unknown objective {name!r}; known: {', '.join(sorted(_OBJECTIVES))}")
+  return _OBJECTIVES[name](model, **options)
+
+
+def model_images(batch) -> jax.Array:
+  """The batch's uint8 images as float32 in [0, 1] (seed 000 §6.1.2's normalisation)."""
+  return batch["image"].astype(jnp.float32) / 255.0
+
+
+def forward(apply_fn, params, model_state, images, rng, train: bool):
+  """The model's outputs and its updated mutable collections (unchanged when not training)."""
+  variables = {"params": params, **model_state}
+  if train and model_state:
+    outputs, updates = apply_fn(variables, images, train=True, rngs={"dropout": rng},
+                                mutable=list(model_state))
+    return outputs, {**model_state, **updates}
+  return apply_fn(variables, images, train=train, rngs={"dropout": rng}), model_state
+
+
+@register("standard")
+class Standard:
+  """The model's weighted multi-task head loss over the global batch, plus its Keras L2 penalties."""
+
+  def __init__(self, model):
+    self.model = model
+
+  def init_state(self, params) -> dict:
+    del params
+    return {}
+
+  def loss(self, params, state, batch, rng, apply_fn, axis_name):
+    outputs, model_state = forward(apply_fn, params["model"], state.model_state, model_images(batch),
+                                   rng, train=True)
+    mean = functools.partial(collectives.global_mean, axis_name=axis_name)
+    task_loss, per_head = heads_lib.multitask_loss(self.model.heads, outputs, batch,
+                                                   mask=batch.get("mask"), mean_fn=mean)
+    penalty = collectives.replicated_term(model_registry.l2_penalty(self.model, params["model"]), axis_name)
+    metrics = {f"loss/{name}": lax.pmean(lax.stop_gradient(value), axis_name)
+               for name, value in per_head.items()}
+    metrics["l2_penalty"] = lax.pmean(lax.stop_gradient(penalty), axis_name)
+    return task_loss + penalty, {"model_state": model_state, "objective_state": state.objective_state,
+                                 "metrics": metrics}
