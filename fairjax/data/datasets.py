@@ -6,13 +6,14 @@ or ``load('utkface', 'train', manual_dir=...)`` alike.
 """
 
 import dataclasses
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import pandas as pd
 
 from fairjax.data import fairface
 from fairjax.data import synthetic_faces
 from fairjax.data import utkface
+from fairjax.registry import Registry
 
 
 @dataclasses.dataclass
@@ -32,30 +33,21 @@ class Split:
   skipped: list[dict] = dataclasses.field(default_factory=list)
 
 
-_LOADERS: dict[str, Callable[..., Split]] = {}
+_DATA_SETS = Registry("data set")
 
 
 def register(name: str):
   """Registers ``fn(split, **options) -> Split`` as data set ``name``."""
-
-  def wrap(fn):
-    if name in _LOADERS:
-      raise ValueError(f"data set {name!r} is registered twice")
-    _LOADERS[name] = fn
-    return fn
-
-  return wrap
+  return _DATA_SETS.register(name)
 
 
 def names() -> list[str]:
-  return sorted(_LOADERS)
+  return list(_DATA_SETS.names())
 
 
 def load(name: str, split: str = "train", **options: Any) -> Split:
   """The ``split`` of data set ``name``; ``options`` are the data set's own (e.g. ``manual_dir``)."""
-  if name not in _LOADERS:
-    raise ValueError(f"unknown data set {name!r}; known: {', '.join(names())}")
-  return _LOADERS[name](split, **options)
+  return _DATA_SETS.get(name)(split, **options)
 
 
 @register("synthetic_faces")

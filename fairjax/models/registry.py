@@ -24,31 +24,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+from fairjax.registry import Registry
+
+_MODELS = Registry("model")
 
 
 def register(name: str) -> Callable:
   """Decorator registering a factory ``(**overrides) -> nn.Module`` under ``name``."""
-
-  def decorate(factory):
-    if name in _REGISTRY:
-      raise ValueError(f"model {name!r} is already registered")
-    _REGISTRY[name] = factory
-    return factory
-
-  return decorate
+  return _MODELS.register(name)
 
 
 def get_model(name: str, **overrides) -> nn.Module:
   """The registered model ``name``, its defaults replaced by ``overrides`` (module attributes)."""
-  if name not in _REGISTRY:
-    raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
-  return _REGISTRY[name](**overrides)
+  return _MODELS.get(name)(**overrides)
 
 
 def list_models() -> tuple[str, ...]:
   """Names of all registered models, sorted."""
-  return tuple(sorted(_REGISTRY))
+  return _MODELS.names()
 
 
 def dummy_input(model: nn.Module, batch_size: int = 1) -> jax.Array:

@@ -10,7 +10,6 @@ step without touching it.
 """
 
 import functools
-from typing import Any, Callable
 
 import jax
 from jax import lax
@@ -18,26 +17,16 @@ import jax.numpy as jnp
 
 from fairjax.models import heads as heads_lib
 from fairjax.models import registry as model_registry
+from fairjax.registry import Registry
 from fairjax.train import collectives
 
-_OBJECTIVES: dict[str, Callable[..., Any]] = {}
-
-
-def register(name: str):
-  def wrap(cls):
-    if name in _OBJECTIVES:
-      raise ValueError(f"objective {name!r} is registered twice")
-    _OBJECTIVES[name] = cls
-    return cls
-
-  return wrap
+_OBJECTIVES = Registry("objective")
+register = _OBJECTIVES.register
 
 
 def get_objective(name: str, model, **options):
   """The objective ``name`` for ``model``; unknown names list the known ones."""
-  if name not in _OBJECTIVES:
-    raise ValueError(f"unknown objective {name!r}; known: {', '.join(sorted(_OBJECTIVES))}")
-  return _OBJECTIVES[name](model, **options)
+  return _OBJECTIVES.get(name)(model, **options)
 
 
 def model_images(batch) -> jax.Array:
