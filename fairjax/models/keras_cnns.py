@@ -30,6 +30,7 @@ from fairjax.models import heads as heads_lib
 from fairjax.models.heads import HeadSpec
 from fairjax.models.registry import register
 from fairjax.ops.conv import Conv
+from fairjax.ops.pool import max_pool_2x2
 
 Array = jax.Array
 
@@ -72,7 +73,7 @@ class KerasCNN(nn.Module):
         x = nn.Dropout(self.conv_dropout, deterministic=not train)(x)
       x = nn.relu(x)
       if pool:
-        x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+        x = max_pool_2x2(x)
     x = x.reshape(x.shape[0], -1)
     for i, width in enumerate(self.dense):
       x = nn.relu(nn.Dense(width, kernel_init=KERAS_KERNEL_INIT, name=f"fc{i + 1}")(x))
