@@ -18,20 +18,22 @@ INSTALL_REQUIRES = [
     "transformers>=5.0",
     "safetensors>=0.4",
     "grain>=0.2.12",
+    # Training logs: CLU's metric writers write TensorBoard event files through TensorFlow's summary API
+    # (and TFDS needs TensorFlow to build the image data sets), so TensorFlow is a core dependency.
+    "clu>=0.0.12",
+    "tensorboard>=2.16",
+    "tensorflow-cpu>=2.16",
+    "tqdm>=4.66",
 ]
 
-TFDS = ["tensorflow-cpu>=2.16"]  # building TFDS image data sets (UTKFace, FairFace, CelebA) needs TF
-
 EXTRAS_REQUIRE = {
-    "tfds": TFDS,
     # Reference oracles and the test runner. fairlearn / scikit-learn are only used to check our numbers;
-    # TensorFlow builds the TFDS sets and the Keras reference models in tests.
     "test": [
         "pytest>=8",
         "fairlearn>=0.13",
         "scikit-learn>=1.5",
         "torch==2.13.0",  # reference outputs for the weight importers; the CPU build on this machine's disk
-    ] + TFDS,
+    ],
     # Accelerator builds of jaxlib, for pod and cluster hosts (see launch/).
     "tpu": ["jax[tpu]"],
     "cuda": ["jax[cuda12]"],

@@ -30,8 +30,11 @@ def get_objective(name: str, model, **options):
 
 
 def model_images(batch) -> jax.Array:
-  """The batch's uint8 images as float32 in [0, 1] (seed 000 §6.1.2's normalisation)."""
-  return batch["image"].astype(jnp.float32) / 255.0
+  """The model's input: float images as the step prepared them, or uint8 images scaled to [0, 1]."""
+  images = batch["image"]
+  if jnp.issubdtype(images.dtype, jnp.floating):
+    return images
+  return images.astype(jnp.float32) / 255.0
 
 
 def forward(apply_fn, params, model_state, images, rng, train: bool):

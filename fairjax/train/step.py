@@ -7,7 +7,7 @@ the batch sharded). Both donate the incoming state. Gradients, BatchNorm statist
 are reduced across the axis inside the step (see ``collectives`` for why it is exact in both).
 """
 
-from typing import Callable
+from typing import Callable, Optional
 
 import jax
 from jax import lax
@@ -22,16 +22,23 @@ from fairjax.train.state import TrainState
 AXIS = "batch"
 
 
-def make_train_step(objective, tx: optax.GradientTransformation, apply_fn: Callable) -> Callable:
+def make_train_step(objective, tx: optax.GradientTransformation, apply_fn: Callable,
+                    prepare: Optional[Callable] = None) -> Callable:
   """The per-device step ``(state, batch) -> (state, metrics)``.
 
   ``objective.loss(params, state, batch, rng, apply_fn, axis_name)`` returns ``(loss, aux)``, its loss
   built from ``collectives.global_sum`` statistics, and ``aux`` holding ``model_state`` (updated
   mutable collections), ``objective_state`` and ``metrics`` (global sums for logging).
+  ``prepare(batch, rng) -> float32 images`` (e.g. ``fairjax.data.augment.train_images``) turns the
+  batch's uint8 images into the model's input on the device, with random augmentation keyed by the
+  step; without it the objective scales the uint8 images to [0, 1].
   """
 
   def train_step(state: TrainState, batch) -> tuple[TrainState, dict]:
-    rng = jax.random.fold_in(state.rng, state.step)
+    step_rng = jax.random.fold_in(state.rng, state.step)
+    rng = jax.random.fold_in(step_rng, 0)
+    if prepare is not None:
+      batch = {**batch, "image": prepare(batch, jax.random.fold_in(step_rng, 1))}
     params = collectives.to_varying(state.params, AXIS)
     grad_fn = jax.value_and_grad(objective.loss, has_aux=True)
     (loss, aux), grads = grad_fn(params, state, batch, rng, apply_fn, AXIS)

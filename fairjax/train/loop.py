@@ -1,0 +1,272 @@
+"""``train_and_evaluate(config, workdir)``: train a model, evaluate it by group, resume if interrupted.
+
+The run is a pure function of its config: the data splits and plans (``fairjax.data.experiment``), the
+batch sequence (``pipeline.train_batches``: a function of the seed and the batch index), the step's
+randomness (``fold_in(rng, step)``) and the optimiser state are all determined by it, and a checkpoint
+holds the state and the batch index. So a run killed at any moment and restarted with the same workdir
+resumes from its last checkpoint and ends with the parameters an uninterrupted run would have.
+
+Each epoch ends with an evaluation of ``config.eval.splits`` (task metrics and group metrics by race,
+gender and race x gender) and a checkpoint that carries those metrics, from which the selection rule
+picks the checkpoint the final report describes (seed 000 §8.2: the lowest validation loss among the
+checkpoints whose equalized-odds gap is below 0.1). A non-finite loss or gradient stops the run at once,
+naming the step; the last checkpoint before it is intact.
+"""
+
+import functools
+import json
+import os
+import warnings
+
+from absl import logging
+from clu import metric_writers
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fairjax.data import augment
+from fairjax.data import experiment as data_experiment
+from fairjax.data import pipeline
+from fairjax.metrics import report as report_lib
+from fairjax.models import registry as model_registry
+from fairjax.report import run_report
+from fairjax.train import checkpoint as checkpoint_lib
+from fairjax.train import config as config_lib
+from fairjax.train import distributed
+from fairjax.train import evaluate
+from fairjax.train import objectives
+from fairjax.train import optimizers
+from fairjax.train import progress
+from fairjax.train import runner as runner_lib
+from fairjax.train import step as step_lib
+from fairjax.train.state import TrainState
+
+
+def build_model(config):
+  """The configured model, its input shape taken from the data's image size and colour."""
+  kwargs = dict(config.model.kwargs)
+  channels = 1 if config.data.grayscale else 3
+  kwargs.setdefault("input_shape", (config.data.image_size, config.data.image_size, channels))
+  return model_registry.get_model(config.model.name, **kwargs)
+
+
+def initial_state(config, model, objective, total_steps: int):
+  """The step-0 train state on the host, and its optimiser."""
+  init_rng, objective_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed), 3)
+  variables = model_registry.init_variables(model, init_rng)
+  params = {"model": variables.pop("params")}
+  if hasattr(objective, "init_params"):  # e.g. an adversary head that trains beside the model
+    params.update(objective.init_params(objective_rng, params["model"]))
+  tx = optimizers.make_optimizer(config.optimizer, total_steps, params, model)
+  state = TrainState.create(params=params, model_state=variables, tx=tx,
+                            objective_state=objective.init_state(params), rng=train_rng)
+  return jax.device_get(state), tx
+
+
+def selection_rule(config):
+  sel = config.selection
+  if not sel.metric:
+    return None
+  bounds = {sel.bound_metric: sel.bound} if sel.bound_metric else {}
+  return checkpoint_lib.SelectionRule(sel.metric, sel.mode, bounds)
+
+
+def _epoch_end_steps(num_rows: int, batch_size: int, num_epochs: int, total_steps: int) -> list[int]:
+  return sorted({min(total_steps, num_rows * (e + 1) // batch_size) for e in range(num_epochs)} - {0})
+
+
+def _flatten(results: dict) -> dict:
+  return {f"{split}/{name}": value for split, result in results.items()
+          for name, value in result.metrics.items()}
+
+
+class _Run:
+  """One training run's parts, built from the config (see ``train_and_evaluate``)."""
+
+  def __init__(self, config, workdir: str):
+    config_lib.check_config(config)
+    self.config, self.workdir = config, workdir
+    self.chief = distributed.is_chief()
+    splits = data_experiment.build(config.data)
+    missing = [name for name in config.eval.splits if name not in splits]
+    if missing:
+      raise ValueError(f"config.eval.splits names {missing}; this data scheme has {sorted(splits)}")
+    self.train_split = splits["train"]
+    self.eval_splits = {name: splits[name] for name in config.eval.splits}
+    self.preprocess = pipeline.Preprocess((config.data.image_size,) * 2, config.data.grayscale)
+
+    self.model = build_model(config)
+    head_names = [h.name for h in self.model.heads]
+    if config.eval.primary_head not in head_names:
+      raise ValueError(f"config.eval.primary_head {config.eval.primary_head!r} is not a head of "
+                       f"{config.model.name} ({head_names})")
+    self.primary = (config.eval.primary_head, config.eval.primary_grouping)
+    objective = objectives.get_objective(config.objective.name, self.model, **config.objective.options)
+
+    self.batch_size = config.train.batch_size
+    self.num_rows = len(self.train_split.plan)
+    self.total_steps = pipeline.num_train_batches(self.num_rows, self.batch_size, config.train.num_epochs)
+    if self.total_steps == 0:
+      raise ValueError(f"{self.num_rows} training rows make no batch of {self.batch_size}")
+    self.epoch_ends = _epoch_end_steps(self.num_rows, self.batch_size, config.train.num_epochs,
+                                       self.total_steps)
+    self.host_state, tx = initial_state(config, self.model, objective, self.total_steps)
+
+    train_step = step_lib.make_train_step(
+        objective, tx, self.model.apply,
+        prepare=functools.partial(augment.train_images, data_config=config.data))
+    evaluator = evaluate.make_evaluator(
+        self.model, images_fn=functools.partial(augment.eval_images, data_config=config.data),
+        groupings=tuple(config.eval.groupings))
+    self.runner = runner_lib.Runner(config.train.mapper, train_step,
+                                    step_lib.make_eval_step(evaluator, self.model.apply))
+    self.runner.check_batch_size(self.batch_size, "config.train.batch_size")
+    self.runner.check_batch_size(config.eval.batch_size, "config.eval.batch_size")
+    self.rule = selection_rule(config)
+    self.checkpointer = checkpoint_lib.Checkpointer(
+        os.path.join(workdir, "checkpoints"), every_steps=config.train.checkpoint_every_steps,
+        keep_last=config.train.keep_checkpoints, keep_best=config.selection.keep_best,
+        selection=self.rule)
+
+  def evaluate(self, state, names) -> dict:
+    """EvalResult of each split in ``names`` for the device state ``state``."""
+    results = {}
+    for name in names:
+      split = self.eval_splits[name]
+      total = None
+      for batch in pipeline.eval_batches(
+          split.source, global_batch_size=self.config.eval.batch_size, preprocess=self.preprocess,
+          plan=split.plan, process_index=jax.process_index(), process_count=jax.process_count(),
+          num_threads=self.config.train.input_threads):
+        sums = self.runner.eval_step(state, batch)
+        total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+      if total is None:
+        raise ValueError(f"evaluation split {name!r} is empty")
+      results[name] = evaluate.summarise(self.model, self.runner.fetch(total))
+    return results
+
+  def restore(self, step: int):
+    state, position = self.checkpointer.restore(step, self.host_state)
+    if position.get("batch") != step:
+      raise ValueError(f"checkpoint {step} holds data position {position}, expected batch {step}")
+    return state
+
+
+def _check_finite(step: int, metrics: dict) -> None:
+  if not bool(metrics["finite"]):
+    raise FloatingPointError(f"non-finite training step {step}: loss={float(metrics['loss'])}, "
+                             f"grad_norm={float(metrics['grad_norm'])}; the last checkpoint before it "
+                             "is intact")
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Trains ``config``'s model in ``workdir`` (resuming from its last checkpoint) and writes the report.
+
+  Returns the selected checkpoint's step and its metrics on every evaluated split
+  (``'<split>/<metric>'``), as written to ``workdir/report/``.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  run = _Run(config, workdir)
+  if run.chief:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2) + "\n")
+  writer = metric_writers.create_default_writer(workdir, just_logging=not run.chief)
+  start = run.checkpointer.latest_step() or 0
+  if start:
+    logging.info("resuming from the checkpoint of step %d", start)
+  state = run.runner.put_state(run.restore(start) if start else run.host_state)
+  history = progress.History(workdir, start, write=run.chief)
+  bar = progress.ProgressBar(run.total_steps, start, run.batch_size, show=run.chief)
+  log_every = config.train.log_every_steps
+  last_results, window, pending = None, [], None
+  try:
+    step = start
+    for batch in pipeline.train_batches(
+        run.train_split.source, global_batch_size=run.batch_size, seed=config.seed,
+        num_epochs=config.train.num_epochs, preprocess=run.preprocess, plan=run.train_split.plan,
+        start_batch=start, process_index=jax.process_index(), process_count=jax.process_count(),
+        num_threads=config.train.input_threads):
+      state, metrics = run.runner.train_step(state, batch)
+      step += 1
+      # Read the previous step's metrics while this one runs: the check costs no pipeline stall.
+      if pending is not None:
+        window.append(run.runner.fetch(pending[1]))
+        _check_finite(pending[0], window[-1])
+      pending = (step, metrics)
+      epoch_end = step in run.epoch_ends
+      if step % log_every == 0 or epoch_end:
+        window.append(run.runner.fetch(metrics))
+        _check_finite(step, window[-1])
+        pending = None
+        means = {f"train/{k}": float(np.mean([m[k] for m in window])) for k in window[0] if k != "finite"}
+        writer.write_scalars(step, means)
+        history.add(step, step * run.batch_size / run.num_rows, means)
+        bar.update(step, means["train/loss"])
+        window = []
+      else:
+        bar.update(step)
+      if epoch_end:
+        last_results = run.evaluate(state, run.eval_splits)
+        flat = _flatten(last_results)
+        writer.write_scalars(step, flat)
+        history.add(step, step * run.batch_size / run.num_rows, flat)
+        run.checkpointer.save(step, run.runner.get_state(state), {"batch": step}, metrics=flat, force=True)
+        bar.write(f"step {step}: " + ", ".join(
+            f"{k}={v:.4f}" for k, v in flat.items() if k.count("/") == 1 or k.endswith("accuracy")))
+      elif step % config.train.checkpoint_every_steps == 0:
+        run.checkpointer.save(step, run.runner.get_state(state), {"batch": step})
+    if pending is not None:
+      _check_finite(pending[0], run.runner.fetch(pending[1]))
+    run.checkpointer.wait()
+    return _final_report(run, state, last_results, history, writer)
+  finally:
+    bar.close()
+    writer.flush()
+    run.checkpointer.close()
+
+
+def _final_report(run, state, last_results, history, writer) -> dict:
+  """Evaluates the selected checkpoint (or the last) and writes ``workdir/report/``."""
+  notes = []
+  selected = run.total_steps
+  if run.rule is not None:
+    best = run.checkpointer.best_step()
+    if best is None:
+      notes.append(f"No checkpoint met the selection rule ({run.rule}); the report describes the last.")
+    elif best != run.total_steps:
+      selected, last_results = best, None
+      state = run.runner.put_state(run.restore(best))
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always", report_lib.FairnessWarning)
+    results = last_results if last_results is not None else run.evaluate(state, run.eval_splits)
+    if run.chief:
+      report_dir = os.path.join(run.workdir, "report")
+      for name, result in results.items():
+        run_report.write_split(report_dir, name, result, primary=run.primary)
+  notes.extend(sorted({str(w.message) for w in caught}))
+  skipped = sum(len(getattr(split.source, "skipped", []) or []) for split in run.eval_splits.values())
+  if skipped:
+    notes.append(f"{skipped} unreadable files were skipped while loading the data")
+  flat = _flatten(results)
+  if run.chief:
+    run_report.write_markdown(
+        os.path.join(run.workdir, "report"), config_summary=_config_summary(run.config),
+        history=history.records, split_results=results, primary=run.primary, selected_step=selected,
+        notes=notes)
+    with open(os.path.join(run.workdir, "report", "final_metrics.json"), "w") as f:
+      json.dump({"selected_step": selected, **flat}, f, indent=2, default=float)
+  writer.write_scalars(run.total_steps, {f"final/{k}": v for k, v in flat.items()})
+  return {"selected_step": selected, **flat}
+
+
+def _config_summary(config) -> dict:
+  return {
+      "data": config.data.name, "splits": config.data.splits, "treatments": list(config.data.treatments),
+      "model": config.model.name, "objective": config.objective.name,
+      "optimizer": f"{config.optimizer.name} lr={config.optimizer.learning_rate} ({config.optimizer.schedule})",
+      "batch_size": config.train.batch_size, "epochs": config.train.num_epochs,
+      "selection": (f"{config.selection.mode} {config.selection.metric}"
+                    + (f" with {config.selection.bound_metric} < {config.selection.bound}"
+                       if config.selection.bound_metric else "")) if config.selection.metric else "last",
+      "seed": config.seed,
+  }
