@@ -214,14 +214,14 @@ def names() -> tuple[str, ...]:
   return _TREATMENTS.names()
 
 
-def apply(frame: pd.DataFrame, treatments: Sequence[str], seed: int = 0,
+def apply(frame: pd.DataFrame, treatments: Sequence[str], seed: plans.Seed = 0,
           options: Optional[Mapping[str, Mapping[str, Any]]] = None) -> pd.DataFrame:
-  """The plan of ``frame`` after ``treatments`` in order; the i-th runs with seed (``seed``, i) and the
+  """The plan of ``frame`` after ``treatments`` in order; the i-th runs with seed (*``seed``, i) and the
   options ``options[name]``. Every name is looked up before any runs, so a typo fails fast."""
   steps = [get(name) for name in treatments]
   plan = plans.as_plan(frame)
   for i, step in enumerate(steps):
-    plan = step(plan, (seed, i), **dict((options or {}).get(step.name, {})))
+    plan = step(plan, (*np.atleast_1d(seed).tolist(), i), **dict((options or {}).get(step.name, {})))
   return plan
 
 
