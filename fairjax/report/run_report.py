@@ -152,7 +152,8 @@ def plot_confusion(counts, class_names: Sequence, group_labels: Sequence[str], p
     share = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
     ax.imshow(share, vmin=0.0, vmax=1.0, cmap="Blues")
     ax.set_title(f"{group_labels[g]} (n={matrix.sum():g})", fontsize="small")
-    ax.set_xticks(ticks, names, rotation=45 if num_classes > 2 else 0, ha="right" if num_classes > 2 else "center",
+    slanted = num_classes > 2
+    ax.set_xticks(ticks, names, rotation=45 if slanted else 0, ha="right" if slanted else "center",
                   fontsize="x-small")
     ax.set_yticks(ticks, names, fontsize="x-small")
     if matrix.sum() == 0:
@@ -262,7 +263,8 @@ def write_markdown(
               "undefined (n/a). The accuracy gap, the spread of the classes' recalls, is the comparable "
               "figure.", ""]
 
-  lines += ["## All heads", "", "| split | head | loss | accuracy | macro F1 | MAE |", "|---|---|---|---|---|---|"]
+  lines += ["## All heads", "", "| split | head | loss | accuracy | macro F1 | MAE |",
+            "|---|---|---|---|---|---|"]
   for split, result in split_results.items():
     for name in _heads(result.metrics):
       m = result.metrics

@@ -321,7 +321,9 @@ def _summarise_regressor(result, spec, sums) -> None:
     result.metrics[prefix + "worst_group_mae"] = _nan_reduce(np.max, report.by_group["mae"].to_numpy(float))
 
 
-def regression_report_from_sums(sums, *, group_keys: pd.DataFrame) -> report_lib.GroupReport:  # pylint: disable=redefined-outer-name
+def regression_report_from_sums(
+    sums, *, group_keys: pd.DataFrame,  # pylint: disable=redefined-outer-name
+) -> report_lib.GroupReport:
   """``report.regression_report``'s table and summary, from per-group sums ``[G, 4]`` instead of rows.
 
   The evaluator never holds the rows, only their ``regression_sums``; the figures come from the same
@@ -333,7 +335,8 @@ def regression_report_from_sums(sums, *, group_keys: pd.DataFrame) -> report_lib
   table = group_keys.reset_index(drop=True).copy()
   for name in ("count",) + regression.REGRESSION_METRICS:
     table[name] = figs["groups"][name]
-  summary = {"task": "regression", "num_groups": len(group_keys), "sensitive_columns": list(group_keys.columns)}
+  summary = {"task": "regression", "num_groups": len(group_keys),
+             "sensitive_columns": list(group_keys.columns)}
   for section in ("overall", "disparities"):
     for name, value in figs[section].items():
       summary[name] = _json_float(value)

@@ -80,7 +80,8 @@ def test_write_split_writes_the_audit_layout_and_figures(tmp_path):
   # A 25-bin confusion matrix is unreadable: skipped, and said so.
   assert not any(n.startswith("confusion_age_fine_bins") for n in names)
   summary = _no_nan_json(folder / "summary.json")
-  assert "validation/confusion_age_fine_bins_race.png: 25 classes, too many to draw" in summary["skipped_files"]
+  skip = "validation/confusion_age_fine_bins_race.png: 25 classes, too many to draw"
+  assert skip in summary["skipped_files"]
 
   table = pd.read_csv(folder / "by_group.csv", keep_default_na=False)
   assert list(table.columns[:5]) == ["head", "grouping", "race", "gender", "class"]
@@ -101,7 +102,7 @@ def test_summary_json_reads_as_an_audit_summary(tmp_path):
   run_report.write_split(str(tmp_path), "test", result, PRIMARY)
   summary = _no_nan_json(tmp_path / "report" / "test" / "summary.json")
   rng = np.random.default_rng(0)
-  frame = pd.DataFrame({"y": rng.integers(0, 2, 50), "p": rng.integers(0, 2, 50), "gender": rng.integers(0, 2, 50)})
+  frame = pd.DataFrame({name: rng.integers(0, 2, 50) for name in ("y", "p", "gender")})
   audit = audit_core.audit(frame, label_column="y", prediction_column="p", sensitive_columns=["gender"])
   assert set(audit.summary) <= set(summary)
   primary = result.reports[PRIMARY].summary
@@ -134,7 +135,8 @@ def test_markdown_report_covers_every_split_links_files_and_lists_warnings(tmp_p
   results = {"validation": _evaluated(seed=2), "test": _evaluated(seed=3)}
   run_report.write_split(str(tmp_path), "validation", results["validation"], PRIMARY)
   path = run_report.write_markdown(
-      str(tmp_path), config_summary={"model": {"name": "tiny"}, "seed": 0, "eval.groupings": ("race", "gender")},
+      str(tmp_path),
+      config_summary={"model": {"name": "tiny"}, "seed": 0, "eval.groupings": ("race", "gender")},
       history=_history(), split_results=results, primary=PRIMARY, selected_step=20,
       notes=["data: 3 files skipped"])
   text = open(path).read()
@@ -144,7 +146,8 @@ def test_markdown_report_covers_every_split_links_files_and_lists_warnings(tmp_p
   assert "step 20" in text
   for split in results:
     assert f"| {split} | " in text and f"## Per group: {split}" in text
-  headline = next(line for line in text.splitlines() if line.startswith("| validation | ") and "gender=male" in line)
+  headline = next(line for line in text.splitlines()
+                  if line.startswith("| validation | ") and "gender=male" in line)
   assert f"{results['validation'].metrics['gender/accuracy']:.3f}" in headline
   for line in text.splitlines():  # every link points at a file that exists
     for target in [part.split(")")[0] for part in line.split("](")[1:]]:

@@ -192,7 +192,8 @@ def test_pmap_and_shard_map_on_four_devices_give_the_one_device_sums():
     by_shard_map = step_lib.shard_map_step(step, step_lib.data_mesh(devices), donate_state=False)
     results.append(by_shard_map(state, batch))
     by_pmap = jax.pmap(step, axis_name=step_lib.AXIS, devices=devices)
-    results.append(step_lib.unreplicate(by_pmap(step_lib.replicate(state, n), step_lib.split_batch(batch, n))))
+    replicated, split = step_lib.replicate(state, n), step_lib.split_batch(batch, n)
+    results.append(step_lib.unreplicate(by_pmap(replicated, split)))
   expected = _expected_sums(batch)
   for sums in results:
     _assert_sums_equal(sums, expected)
@@ -288,7 +289,8 @@ def test_summarise_against_hand_computed_figures():
   report = result.reports[("gender", "race")]
   assert report.summary["privileged_group"] == "race=White"
   assert list(report.by_group["race"]) == list(evaluate.group_keys("race")["race"])
-  np.testing.assert_array_equal(result.confusion[("gender", "race")], _hand_sums()["gender"]["confusion"]["race"])
+  np.testing.assert_array_equal(result.confusion[("gender", "race")],
+                                _hand_sums()["gender"]["confusion"]["race"])
   assert result.group_labels["race"] == ["White", "Black", "Asian", "Indian", "Others"]
 
 
@@ -355,8 +357,10 @@ def test_multi_head_seed_model_gives_age_error_and_race_gender_confusion():
            "gender": rng.integers(0, 2, size).astype(np.int32),
            "race": rng.integers(0, 5, size).astype(np.int32),
            "mask": np.arange(size) < 6}
-  step = step_lib.make_eval_step(evaluate.make_evaluator(model, images_fn=objectives.model_images), model.apply)
-  sums = step_lib.shard_map_step(step, step_lib.data_mesh(jax.devices()[:4]), donate_state=False)(state, batch)
+  evaluator = evaluate.make_evaluator(model, images_fn=objectives.model_images)
+  step = step_lib.make_eval_step(evaluator, model.apply)
+  run = step_lib.shard_map_step(step, step_lib.data_mesh(jax.devices()[:4]), donate_state=False)
+  sums = run(state, batch)
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", report_lib.FairnessWarning)
     result = evaluate.summarise(model, sums)
@@ -374,4 +378,5 @@ def test_multi_head_seed_model_gives_age_error_and_race_gender_confusion():
   for key in ("gender/accuracy", "race/macro_f1", "gender/gender/disparate_impact_correct",
               "race/race_x_gender/equalized_odds_difference", "age/race/mae_gap"):
     assert key in result.metrics
-  assert set(result.reports) == {(h, g) for h in ("age", "gender", "race") for g in evaluate.DEFAULT_GROUPINGS}
+  assert set(result.reports) == {(h, g) for h in ("age", "gender", "race")
+                                 for g in evaluate.DEFAULT_GROUPINGS}
