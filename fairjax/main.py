@@ -28,6 +28,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:  # orbax and CLU log every save at INFO
+    logging.set_verbosity(logging.WARNING)
   distributed.initialize(_DISTRIBUTED.value)
   logging.info("config:\n%s", _CONFIG.value)
   final = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)

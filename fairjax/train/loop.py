@@ -142,7 +142,9 @@ class _Run:
         total = sums if total is None else jax.tree.map(jnp.add, total, sums)
       if total is None:
         raise ValueError(f"evaluation split {name!r} is empty")
-      results[name] = evaluate.summarise(self.model, self.runner.fetch(total))
+      with warnings.catch_warnings():  # undefined figures are collected in the result, and reported
+        warnings.simplefilter("ignore", report_lib.FairnessWarning)
+        results[name] = evaluate.summarise(self.model, self.runner.fetch(total))
     return results
 
   def restore(self, step: int):
@@ -150,6 +152,15 @@ class _Run:
     if position.get("batch") != step:
       raise ValueError(f"checkpoint {step} holds data position {position}, expected batch {step}")
     return state
+
+
+def _headline(flat: dict, primary: tuple[str, str], splits) -> str:
+  """The figures worth a console line after an evaluation: loss, accuracy and the primary gaps."""
+  head, grouping = primary
+  names = ("loss", f"{head}/accuracy", f"{head}/{grouping}/equalized_odds_difference",
+           f"{head}/{grouping}/accuracy_gap")
+  return ", ".join(f"{split}/{name}={flat[f'{split}/{name}']:.4f}" for split in splits for name in names
+                   if f"{split}/{name}" in flat)
 
 
 def _check_finite(step: int, metrics: dict) -> None:
@@ -211,8 +222,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         writer.write_scalars(step, flat)
         history.add(step, step * run.batch_size / run.num_rows, flat)
         run.checkpointer.save(step, run.runner.get_state(state), {"batch": step}, metrics=flat, force=True)
-        bar.write(f"step {step}: " + ", ".join(
-            f"{k}={v:.4f}" for k, v in flat.items() if k.count("/") == 1 or k.endswith("accuracy")))
+        bar.write(f"step {step}: " + _headline(flat, run.primary, run.eval_splits))
       elif step % config.train.checkpoint_every_steps == 0:
         run.checkpointer.save(step, run.runner.get_state(state), {"batch": step})
     if pending is not None:
@@ -236,25 +246,22 @@ def _final_report(run, state, last_results, history, writer) -> dict:
     elif best != run.total_steps:
       selected, last_results = best, None
       state = run.runner.put_state(run.restore(best))
-  with warnings.catch_warnings(record=True) as caught:
-    warnings.simplefilter("always", report_lib.FairnessWarning)
-    results = last_results if last_results is not None else run.evaluate(state, run.eval_splits)
-    if run.chief:
-      report_dir = os.path.join(run.workdir, "report")
-      for name, result in results.items():
-        run_report.write_split(report_dir, name, result, primary=run.primary)
-  notes.extend(sorted({str(w.message) for w in caught}))
-  skipped = sum(len(getattr(split.source, "skipped", []) or []) for split in run.eval_splits.values())
-  if skipped:
-    notes.append(f"{skipped} unreadable files were skipped while loading the data")
+  results = last_results if last_results is not None else run.evaluate(state, run.eval_splits)
+  if run.chief:
+    for name, result in results.items():
+      run_report.write_split(run.workdir, name, result, primary=run.primary)
+  if run.train_split.skipped:
+    notes.append(f"{len(run.train_split.skipped)} files of the data set were skipped as unusable "
+                 f"(first: {run.train_split.skipped[0]['file']}: {run.train_split.skipped[0]['reason']})")
   flat = _flatten(results)
   if run.chief:
     run_report.write_markdown(
-        os.path.join(run.workdir, "report"), config_summary=_config_summary(run.config),
+        run.workdir, config_summary=_config_summary(run.config),
         history=history.records, split_results=results, primary=run.primary, selected_step=selected,
         notes=notes)
     with open(os.path.join(run.workdir, "report", "final_metrics.json"), "w") as f:
-      json.dump({"selected_step": selected, **flat}, f, indent=2, default=float)
+      json.dump({"selected_step": selected, **{k: v if np.isfinite(v) else None for k, v in flat.items()}},
+                f, indent=2)
   writer.write_scalars(run.total_steps, {f"final/{k}": v for k, v in flat.items()})
   return {"selected_step": selected, **flat}
 
