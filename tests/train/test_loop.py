@@ -112,7 +112,8 @@ def test_sigkill_at_a_random_moment_then_resume_ends_bit_identical(tmp_path):
     time.sleep(0.05)
   time.sleep(random.uniform(0.0, 1.5))
   process.send_signal(signal.SIGKILL)
-  process.wait()
+  assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+  assert not (resumed / "report" / "final_metrics.json").exists()
   finished = subprocess.run(_main(resumed), cwd=REPO, env=env, capture_output=True, text=True)
   assert finished.returncode == 0, finished.stderr[-3000:]
 
