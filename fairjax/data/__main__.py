@@ -68,7 +68,8 @@ def main(argv):
   if _NUM_EXAMPLES.value is not None:
     options["num_examples"] = _NUM_EXAMPLES.value
   bias = _SPLIT.value in BIAS_SPLITS
-  steps = ([f"seed 004 {_SPLIT.value}"] if bias else []) + ([f"rebalance {_REBALANCE.value}"] if _REBALANCE.value else [])
+  steps = [f"seed 004 {_SPLIT.value}"] if bias else []
+  steps += [f"rebalance {_REBALANCE.value}"] if _REBALANCE.value else []
   try:
     split = datasets.load(_DATASET.value, "train" if bias else _SPLIT.value, **options)
     plan = plans.as_plan(split.metadata)

@@ -55,7 +55,8 @@ def plot_distributions(stats: dict, path: str, title: str) -> None:
   for ax, key in zip(axes[:3], ("gender", "race", "age_band")):
     names, counts = list(stats[key]), list(stats[key].values())
     ax.bar(range(len(names)), counts, color="tab:blue")
-    ax.set_xticks(range(len(names)), names, rotation=45 if len(names) > 3 else 0, ha="right" if len(names) > 3 else "center")
+    ax.set_xticks(range(len(names)), names, rotation=45 if len(names) > 3 else 0,
+                  ha="right" if len(names) > 3 else "center")
     ax.set_title(key.replace("_", " "))
   cross = pd.DataFrame(stats["race_x_gender"]).T.fillna(0)
   cross.plot.bar(ax=axes[3], rot=45)

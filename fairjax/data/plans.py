@@ -29,7 +29,8 @@ def require(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
   """Raises a ValueError naming the columns ``what`` needs that ``frame`` lacks."""
   missing = [c for c in columns if c not in frame.columns]
   if missing:
-    raise ValueError(f"{what} needs the column(s) {', '.join(missing)}; the frame has {', '.join(map(str, frame.columns))}")
+    raise ValueError(f"{what} needs the column(s) {', '.join(missing)}; "
+                     f"the frame has {', '.join(map(str, frame.columns))}")
 
 
 def as_plan(frame: pd.DataFrame) -> pd.DataFrame:
@@ -38,7 +39,8 @@ def as_plan(frame: pd.DataFrame) -> pd.DataFrame:
   require(frame, LABELS, "a plan")
   if "source_index" in frame.columns:
     source_index = frame["source_index"].to_numpy(np.int64)
-    seeds = frame["augment_seed"].to_numpy(np.int32) if "augment_seed" in frame else np.full(len(frame), ORIGINAL, np.int32)
+    seeds = (frame["augment_seed"].to_numpy(np.int32) if "augment_seed" in frame
+             else np.full(len(frame), ORIGINAL, np.int32))
   else:
     source_index = np.arange(len(frame), dtype=np.int64)
     seeds = np.full(len(frame), ORIGINAL, np.int32)

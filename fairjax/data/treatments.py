@@ -61,7 +61,8 @@ def _assign(plan: pd.DataFrame, fractions: Sequence[float], by: Sequence[str], s
   return part_of_source.loc[plan["source_index"].to_numpy()].to_numpy()
 
 
-def stratified_subset(frame: pd.DataFrame, n: int, by: Sequence[str] = STRATIFY_BY, seed: plans.Seed = 0) -> pd.DataFrame:
+def stratified_subset(frame: pd.DataFrame, n: int, by: Sequence[str] = STRATIFY_BY,
+                      seed: plans.Seed = 0) -> pd.DataFrame:
   """``n`` source images (with their copies, if ``frame`` is a plan) drawn in proportion to the strata of
   ``by``; seed 000 §6.1.2 took 8,000 UTKFace images this way per 10-year band x gender."""
   plan = plans.nonempty(plans.as_plan(frame), "the input of stratified_subset")
@@ -162,7 +163,8 @@ def bias_splits(frame: pd.DataFrame, seed: plans.Seed = 0, *, ages: tuple[int, i
     raise ValueError(f"ebd_fraction must lie in [0, 1), got {ebd_fraction}")
   plan = plans.as_plan(frame if "race" in frame else frame.assign(race=-1))  # race is carried, not used
   age, gender = plan["age"].to_numpy(), plan["gender"].to_numpy()
-  od = plans.nonempty(plan[(age >= ages[0]) & (age < ages[1]) & (gender >= 0)], f"bias_splits OD (ages {ages[0]}-{ages[1] - 1})")
+  od = plans.nonempty(plan[(age >= ages[0]) & (age < ages[1]) & (gender >= 0)],
+                      f"bias_splits OD (ages {ages[0]}-{ages[1] - 1})")
   rng = plans.generator(seed)
   pool, rest = od, od
   if ebd_fraction > 0:

@@ -40,7 +40,8 @@ def test_unknown_data_set_is_a_one_line_error(tmp_path):
 
 
 def test_comparison_table_sets_before_beside_after():
-  before = describe.dataset_stats(pd.DataFrame({"age": [3, 25, 25, 70], "gender": [0, 0, 0, 1], "race": [0, 0, 1, 2]}), [])
+  metadata = pd.DataFrame({"age": [3, 25, 25, 70], "gender": [0, 0, 0, 1], "race": [0, 0, 1, 2]})
+  before = describe.dataset_stats(metadata, [])
   plan = pd.DataFrame({"source_index": [0, 1, 2, 3, 3, 3], "augment_seed": [-1, -1, -1, -1, 0, 1],
                        "age": [3, 25, 25, 70, 70, 70], "gender": [0, 0, 0, 1, 1, 1], "race": [0, 0, 1, 2, 2, 2]})
   after = describe.dataset_stats(plan, [])
@@ -72,7 +73,8 @@ def test_command_compares_a_rebalanced_set_with_the_original(tmp_path):
   assert describe.spread(after["race_x_gender"])[0] > describe.spread(before["race_x_gender"])[0]
   table = pd.read_csv(tmp_path / "comparison.csv")
   assert table.loc[table.value == "examples", "after"].item() == after["num_examples"]
-  assert (tmp_path / "comparison.md").read_text().startswith("# synthetic_faces / train: before and after rebalance race_first")
+  heading = "# synthetic_faces / train: before and after rebalance race_first"
+  assert (tmp_path / "comparison.md").read_text().startswith(heading)
   for name in ("comparison.png", "distributions_before.png", "distributions.png", "samples.png"):
     assert (tmp_path / name).stat().st_size > 10_000
 

@@ -1,10 +1,13 @@
 """The data section of experiment configs: its fields, and the splits and plans ``build`` makes of it."""
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
 
+from fairjax.data import augment
 from fairjax.data import experiment
+from fairjax.data import pipeline
 from fairjax.data import plans
 from fairjax.data import treatments
 
@@ -133,3 +136,15 @@ def test_describe_plan_counts_rows_copies_and_images():
   assert stats["num_examples"] == 400 + old and stats["distinct_images"] == 400 and stats["augmented_copies"] == 0
   assert sum(stats["gender"].values()) == stats["num_examples"] and stats["skipped"] == []
   assert sum(stats["age_band"][band] for band in ("60-69", "70-79", "80-89") if band in stats["age_band"]) == 2 * old
+
+
+def test_a_built_training_split_feeds_the_pipeline_and_the_augmentation():
+  config = _config(treatments=("rebalance_race_first",))
+  config.num_examples.train = 120
+  split = experiment.build(config)["train"]
+  batch = next(pipeline.train_batches(split.source, global_batch_size=16, seed=0, num_epochs=1, plan=split.plan,
+                                      preprocess=pipeline.Preprocess((32, 32)), num_threads=1))
+  images = jax.jit(lambda b, k: augment.train_images(b, k, config))(batch, jax.random.key(0))
+  assert images.shape == (16, 32, 32, 3) and images.dtype == "float32"
+  rows = split.plan.set_index(["source_index", "augment_seed"])
+  assert all((i, s) in rows.index for i, s in zip(batch["index"], batch["augment_seed"]))
