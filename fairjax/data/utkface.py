@@ -85,7 +85,11 @@ def decode_image(data: bytes, image_size: ImageSize = None) -> tuple[Optional[np
 
 
 def find_source(directory: PathLike) -> str:
-  """The UTKFace data in ``directory`` (a TFDS ``manual_dir``): ``UTKFace.tar.gz``, else ``UTKFace/``."""
+  """The UTKFace data at ``directory``: the archive or extracted folder itself, or a folder (a TFDS
+  ``manual_dir``) holding ``UTKFace.tar.gz`` or else ``UTKFace/``."""
+  if os.path.isfile(directory) or (os.path.isdir(directory) and any(
+      name.endswith(".jpg") for name in os.listdir(directory))):
+    return os.fspath(directory)
   archive, folder = os.path.join(directory, ARCHIVE_NAME), os.path.join(directory, FOLDER_NAME)
   if os.path.isfile(archive):
     return archive

@@ -150,6 +150,12 @@ def test_missing_or_wrong_source_errors_say_what_is_expected(tmp_path):
   with pytest.raises(ValueError, match="not a .*tar archive"):
     utkface.scan_metadata(not_tar)
   assert utkface.find_source(tmp_path) == str(not_tar)
+  # The archive or the extracted folder may also be named directly.
+  assert utkface.find_source(not_tar) == str(not_tar)
+  folder = tmp_path / "faces"
+  folder.mkdir()
+  (folder / "25_0_0_20170116232725357.jpg.chip.jpg").write_bytes(b"")
+  assert utkface.find_source(folder) == str(folder)
 
 
 def test_tfds_builder_yields_the_direct_readers_examples(utk, tmp_path):
