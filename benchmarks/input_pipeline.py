@@ -1,20 +1,28 @@
-r"""Images/second of the input pipeline on this machine: decoding, then batching with resizing.
+r"""Images/second of the input pipeline on this machine: decoding, batching with resizing, augmentation.
 
   python benchmarks/input_pipeline.py [--manual_dir=../shared/data] [--batches=60]
 
 Decodes UTKFace from its archive into memory (timed), then times ``pipeline.train_batches`` over the
-decoded source at the seeds' image sizes (64x64 RGB, 100x100 grayscale for seed 000 §6.3, ...). Without
-the archive it runs on the synthetic faces, drawing included.
+decoded source at the seeds' image sizes (64x64 RGB, 100x100 grayscale for seed 000 §6.3, ...), and
+then the same batches followed by the training step's JAX augmentation (``augment.train_images``: flip,
+shift, rotation, blur and noise on every image, half of the rows treated as rebalancing copies), run
+one after the other as a train step would see them. Without the archive it runs on the synthetic faces,
+drawing included.
 """
 
 import os
+import functools
 import time
 
 from absl import app
 from absl import flags
 from absl import logging
+import jax
+import numpy as np
 
+from fairjax.data import augment
 from fairjax.data import datasets
+from fairjax.data import experiment
 from fairjax.data import pipeline
 
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", "../shared/data", "Folder holding UTKFace.tar.gz.")
@@ -35,18 +43,33 @@ def main(argv):
   seconds = time.perf_counter() - start
   print(f"{split.name}: decoded {len(split.source)} images in {seconds:.1f} s "
         f"({len(split.source) / seconds:.0f} images/s)")
+  data_config = experiment.default_config()
+  data_config.augment.update(flip=True, shift=0.1, rotation=10.0, blur_sigma=1.0, noise_std=0.02)
+  augment_fn = jax.jit(functools.partial(augment.train_images, data_config=data_config))
   for size, gray in (((64, 64), False), ((64, 64), True), ((100, 100), False), ((100, 100), True)):
-    batches = pipeline.train_batches(split.source, global_batch_size=128, seed=0, num_epochs=1,
-                                     preprocess=pipeline.Preprocess(size, grayscale=gray),
-                                     num_threads=_THREADS.value)
-    next(batches)  # start-up
-    start, count = time.perf_counter(), 0
-    for batch in batches:
-      count += len(batch["image"])
-      if count >= 128 * _BATCHES.value:
-        break
-    print(f"  batches at {size[0]}x{size[1]} {'gray' if gray else 'RGB'}: "
-          f"{count / (time.perf_counter() - start):7.0f} images/s")
+    for augmented in (False, True):
+      rate = _images_per_second(split.source, pipeline.Preprocess(size, grayscale=gray),
+                                augment_fn if augmented else None)
+      print(f"  batches at {size[0]}x{size[1]} {'gray' if gray else 'RGB '}"
+            f"{' + JAX augmentation' if augmented else ''}: {rate:7.0f} images/s")
+
+
+def _images_per_second(source, preprocess, augment_fn) -> float:
+  batches = pipeline.train_batches(source, global_batch_size=128, seed=0, num_epochs=1,
+                                   preprocess=preprocess, num_threads=_THREADS.value)
+  key = jax.random.PRNGKey(0)
+  def consume(batch):
+    if augment_fn is not None:
+      batch["augment_seed"] = np.where(np.arange(len(batch["index"])) % 2, batch["index"], -1).astype(np.int32)
+      augment_fn(batch, key).block_until_ready()
+  consume(next(batches))  # start-up and compilation
+  start, count = time.perf_counter(), 0
+  for batch in batches:
+    consume(batch)
+    count += len(batch["image"])
+    if count >= 128 * _BATCHES.value:
+      break
+  return count / (time.perf_counter() - start)
 
 
 if __name__ == "__main__":
