@@ -22,6 +22,7 @@ import functools
 import math
 
 import jax
+from jax import lax
 import jax.numpy as jnp
 from jax.scipy import ndimage
 import ml_collections
@@ -89,9 +90,16 @@ def rotate(key: jax.Array, image: jax.Array, max_degrees: float) -> jax.Array:
 
 
 def shift_by(image: jax.Array, dy, dx) -> jax.Array:
-  """The image moved ``dy`` pixels down and ``dx`` right (fractions interpolate), edges repeated."""
-  one, zero = jnp.ones((), jnp.float32), jnp.zeros((), jnp.float32)
-  return _warp(image, one, zero, jnp.asarray(dy, jnp.float32), jnp.asarray(dx, jnp.float32))
+  """The image moved ``dy`` pixels down and ``dx`` right (rounded to whole pixels), edges repeated.
+
+  Whole pixels, as a slice of the edge-padded image: on CPU this is ~10x cheaper than a bilinear warp,
+  and the shift ranges that seed 000 §6.1.2 uses (a tenth of the side) gain nothing from subpixels.
+  """
+  h, w = image.shape[:2]
+  dy = jnp.clip(jnp.round(jnp.asarray(dy, jnp.float32)), -h, h).astype(jnp.int32)
+  dx = jnp.clip(jnp.round(jnp.asarray(dx, jnp.float32)), -w, w).astype(jnp.int32)
+  padded = jnp.pad(image, ((h, h), (w, w), (0, 0)), mode="edge")
+  return lax.dynamic_slice(padded, (h - dy, w - dx, 0), image.shape)
 
 
 def shift(key: jax.Array, image: jax.Array, max_fraction: float) -> jax.Array:
@@ -165,12 +173,19 @@ def augment_one(key: jax.Array, image: jax.Array, settings) -> jax.Array:
 
 
 def augment_copies(images: jax.Array, augment_seeds: jax.Array, augment_config) -> jax.Array:
-  """Float images in [0, 1] with the copy augmentation applied to the rows whose seed is >= 0."""
+  """Float images in [0, 1] with the copy augmentation applied to the rows whose seed is >= 0.
+
+  Batches without copies (every batch of a plan without them) skip the work under a ``lax.cond``.
+  """
   copies = augment_config.copies
   seeds = jnp.asarray(augment_seeds, jnp.int32)
-  keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.key(copies.seed), jnp.maximum(seeds, 0))
-  copied = jax.vmap(functools.partial(augment_one, settings=copies))(keys, images)
-  return jnp.where((seeds >= 0)[:, None, None, None], copied, images)
+
+  def augmented(images):
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.key(copies.seed), jnp.maximum(seeds, 0))
+    copied = jax.vmap(functools.partial(augment_one, settings=copies))(keys, images)
+    return jnp.where((seeds >= 0)[:, None, None, None], copied, images)
+
+  return lax.cond(jnp.any(seeds >= 0), augmented, lambda images: images, images)
 
 
 def _to_float(images: jax.Array, data_config) -> jax.Array:
