@@ -2,8 +2,9 @@
 
 A source is any random-access sequence of schema records (``len(source)``, ``source[i]``): the direct
 UTKFace reader's decoded cache, a TFDS array_record data source, or the synthetic faces, which draw
-example i on demand. Optionally a *plan* (a treatment's output: rows naming a ``source_index`` and an
-``augment_seed``) says which records to use, how often, and which copies to augment.
+example i on demand. Optionally a *plan* (a treatment's output: rows naming a ``source_index``, an
+``augment_seed`` and optionally an example ``weight``) says which records to use, how often, which
+copies to augment and how much each counts in the loss.
 
 Order. The global order is a grain shuffle of the plan's rows, reshuffled each epoch, from one seed.
 Global batch b is positions [b*B, (b+1)*B) of that order; process p of P takes its contiguous slice
@@ -24,9 +25,10 @@ import grain
 import numpy as np
 from PIL import Image
 
-# Fields of a batch, besides `image`. `mask` is False on the padding rows of a last eval batch.
+# Fields of a batch, besides `image`. `mask` is False on the padding rows of a last eval batch; `weight`
+# is the plan row's example weight (1.0 unless a treatment such as `reweigh` set one; 0.0 on padding).
 LABEL_FIELDS = ("age", "gender", "race")
-BATCH_FIELDS = ("image",) + LABEL_FIELDS + ("augment_seed", "index", "mask")
+BATCH_FIELDS = ("image",) + LABEL_FIELDS + ("augment_seed", "index", "mask", "weight")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,22 +52,25 @@ class Preprocess:
     return out[..., None] if out.ndim == 2 else out
 
 
-def _plan_arrays(num_records: int, plan) -> tuple[np.ndarray, np.ndarray]:
+def _plan_arrays(num_records: int, plan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Source index, augment seed and example weight of every plan row (every record, without a plan)."""
   if plan is None:
-    return np.arange(num_records, dtype=np.int64), np.full(num_records, -1, np.int32)
+    return (np.arange(num_records, dtype=np.int64), np.full(num_records, -1, np.int32),
+            np.ones(num_records, np.float32))
   source_index = np.asarray(plan["source_index"], np.int64)
   if len(source_index) and (source_index.min() < 0 or source_index.max() >= num_records):
     raise ValueError(f"plan refers to records outside the source's {num_records}")
   seeds = np.asarray(plan["augment_seed"], np.int32) if "augment_seed" in plan else np.full(len(source_index), -1, np.int32)
-  return source_index, seeds
+  weights = np.asarray(plan["weight"], np.float32) if "weight" in plan else np.ones(len(source_index), np.float32)
+  return source_index, seeds, weights
 
 
 class _Loader:
   """Plan row → example dict with a preprocessed image (run in grain's reader threads)."""
 
-  def __init__(self, source, source_index, augment_seeds, preprocess):
+  def __init__(self, source, source_index, augment_seeds, weights, preprocess):
     self.source, self.source_index, self.augment_seeds = source, source_index, augment_seeds
-    self.preprocess = preprocess
+    self.weights, self.preprocess = weights, preprocess
 
   def __call__(self, row: int) -> dict:
     if row < 0:  # padding of a last eval batch
@@ -78,6 +83,7 @@ class _Loader:
     example["augment_seed"] = self.augment_seeds[row]
     example["index"] = np.int32(index)
     example["mask"] = np.bool_(True)
+    example["weight"] = self.weights[row]
     return example
 
   @property
@@ -130,7 +136,7 @@ def train_batches(
 
   Batches are ``global_batch_size / process_count`` rows; the caller splits them over local devices.
   """
-  source_index, seeds = _plan_arrays(len(source), plan)
+  source_index, seeds, weights = _plan_arrays(len(source), plan)
   num_rows = len(source_index)
   if num_rows == 0:
     raise ValueError("the training data is empty")
@@ -139,7 +145,7 @@ def train_batches(
     raise ValueError(f"start_batch {start_batch} outside [0, {num_batches}]")
   order = grain.MapDataset.range(num_rows).shuffle(seed=seed).repeat(num_epochs)
   batches = _host_batches(num_batches, global_batch_size, process_index, process_count,
-                          order.__getitem__, _Loader(source, source_index, seeds, preprocess))
+                          order.__getitem__, _Loader(source, source_index, seeds, weights, preprocess))
   yield from batches[start_batch:].to_iter_dataset(_read_options(num_threads))
 
 
@@ -154,12 +160,12 @@ def eval_batches(
     num_threads: int = 4,
 ) -> Iterator[dict]:
   """Every row once, in order, in fixed-size batches; the last is padded with ``mask == False``."""
-  source_index, seeds = _plan_arrays(len(source), plan)
+  source_index, seeds, weights = _plan_arrays(len(source), plan)
   num_rows = len(source_index)
   num_batches = -(-num_rows // global_batch_size)
   batches = _host_batches(num_batches, global_batch_size, process_index, process_count,
                           lambda position: position if position < num_rows else -1,
-                          _Loader(source, source_index, seeds, preprocess))
+                          _Loader(source, source_index, seeds, weights, preprocess))
   yield from batches.to_iter_dataset(_read_options(num_threads))
 
 

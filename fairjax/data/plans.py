@@ -7,6 +7,8 @@ A plan is a pandas DataFrame with one row per example the run sees in an epoch:
                 per copy within a plan, so the copy is the same picture every epoch (``augment.py``)
   age, gender, race  int64, the labels copied from the metadata, so treatments and statistics can group
                 rows without going back to the source
+  weight        optional float64, the row's example weight in the loss (``reweighing.py``); a plan
+                without it weighs every row 1, and treatments carry it with the rows they keep or copy
 
 Treatments (``treatments.py``, ``rebalance.py``) take a metadata frame or a plan and return a plan;
 ``pipeline.train_batches(..., plan=plan)`` reads one. The helpers here are what every treatment shares.
@@ -19,6 +21,7 @@ import pandas as pd
 
 LABELS = ("age", "gender", "race")
 PLAN_COLUMNS = ("source_index", "augment_seed") + LABELS
+WEIGHT = "weight"  # the optional column of example weights
 ORIGINAL = -1
 AGE_BAND_WIDTH = 10  # seed 000 §6.1.2 stratifies by 10-year bands (as describe.age_band)
 
@@ -47,6 +50,8 @@ def as_plan(frame: pd.DataFrame) -> pd.DataFrame:
   plan = pd.DataFrame({"source_index": source_index, "augment_seed": seeds})
   for label in LABELS:
     plan[label] = frame[label].to_numpy(np.int64)
+  if WEIGHT in frame.columns:
+    plan[WEIGHT] = frame[WEIGHT].to_numpy(np.float64)
   return plan
 
 

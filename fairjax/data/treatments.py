@@ -5,6 +5,7 @@
   min_age, oversample                  seed 001 (drop ages under 16; repeat everyone 60+ twice or three times)
   bias_splits                          seed 004 §3.1 (OD, BD and its complement, EBD)
   rebalance                            seed 000 §3.3 (``rebalance.py``)
+  reweigh                              Kamiran & Calders' example weights (``reweighing.py``)
 
 A plan (``plans.py``) lists source rows and augment seeds, so a treatment never touches an image:
 augmented copies are drawn on the accelerator by ``augment.py``. Every treatment is a pure function of
@@ -24,6 +25,7 @@ import pandas as pd
 
 from fairjax.data import plans
 from fairjax.data import rebalance as rebalance_lib
+from fairjax.data import reweighing
 from fairjax.registry import Registry
 
 rebalance = rebalance_lib.rebalance
@@ -234,3 +236,4 @@ register("stratified_subset", lambda frame, seed, n, by: stratified_subset(frame
 for _strategy in rebalance_lib.STRATEGIES:
   register(f"rebalance_{_strategy}", lambda frame, seed, _s=_strategy, **o: rebalance(frame, _s, seed, **o),
            target="mean", max_factor=4.0, age_bin_width=plans.AGE_BAND_WIDTH)
+register("reweigh", lambda frame, seed, **o: reweighing.reweigh(frame, **o), attributes=("race",), label="gender")

@@ -49,7 +49,11 @@ def forward(apply_fn, params, model_state, images, rng, train: bool):
 
 @register("standard")
 class Standard:
-  """The model's weighted multi-task head loss over the global batch, plus its Keras L2 penalties."""
+  """The model's weighted multi-task head loss over the global batch, plus its Keras L2 penalties.
+
+  A batch's ``weight`` column (1.0 unless a treatment such as ``reweigh`` set it) weights each example:
+  every head's loss is the weighted mean over the global batch.
+  """
 
   def __init__(self, model):
     self.model = model
@@ -58,15 +62,20 @@ class Standard:
     del params
     return {}
 
-  def loss(self, params, state, batch, rng, apply_fn, axis_name):
-    outputs, model_state = forward(apply_fn, params["model"], state.model_state, model_images(batch),
-                                   rng, train=True)
+  def task_loss(self, model_params, outputs, batch, axis_name):
+    """``(loss, metrics)`` of the model's outputs: what mitigation objectives add their terms to."""
     mean = functools.partial(collectives.global_mean, axis_name=axis_name)
     task_loss, per_head = heads_lib.multitask_loss(self.model.heads, outputs, batch,
-                                                   mask=batch.get("mask"), mean_fn=mean)
-    penalty = collectives.replicated_term(model_registry.l2_penalty(self.model, params["model"]), axis_name)
+                                                   weights=batch.get("weight"), mask=batch.get("mask"),
+                                                   mean_fn=mean)
+    penalty = collectives.replicated_term(model_registry.l2_penalty(self.model, model_params), axis_name)
     metrics = {f"loss/{name}": lax.pmean(lax.stop_gradient(value), axis_name)
                for name, value in per_head.items()}
     metrics["l2_penalty"] = lax.pmean(lax.stop_gradient(penalty), axis_name)
-    return task_loss + penalty, {"model_state": model_state, "objective_state": state.objective_state,
-                                 "metrics": metrics}
+    return task_loss + penalty, metrics
+
+  def loss(self, params, state, batch, rng, apply_fn, axis_name):
+    outputs, model_state = forward(apply_fn, params["model"], state.model_state, model_images(batch),
+                                   rng, train=True)
+    loss, metrics = self.task_loss(params["model"], outputs, batch, axis_name)
+    return loss, {"model_state": model_state, "objective_state": state.objective_state, "metrics": metrics}

@@ -1,0 +1,359 @@
+r"""Fairness-constrained objectives: a Lagrangian game on group rates, and the penalties it is compared to.
+
+Seed 000 §8.2 keeps the equalized-odds gap of its fine-tuned CLIP below 10 % by *selecting* checkpoints;
+these objectives put the gap into training itself (seed 000 §5's second class of mitigation). Three are
+registered, each on one classifying head of the model and one or several groupings of the batch
+(``evaluate.GROUPINGS``: 'race', 'gender', 'race_x_gender'), and each adds its term to the ``standard``
+loss (so example weights from ``reweigh`` still apply to the task loss):
+
+  constrained   rate constraints  rate_g - rate_h <= epsilon  for every ordered pair of groups (g, h),
+                every rate of the constraint and every class, solved as a Lagrangian game in the train
+                step: the model descends on  loss + sum_k lambda_k * (surrogate gap_k - epsilon),  the
+                multipliers ascend on the true (0-1) gaps of the same global batch,
+                lambda_k <- clip(lambda_k + multiplier_lr * (gap_k - epsilon), 0, multiplier_max).
+                This is TFCO's proxy-Lagrangian with additive multiplier updates (Cotter et al. 2019):
+                the 0-1 rates have no gradient, so the model plays on sigmoid surrogates, while the
+                multipliers answer the constraints as they are actually measured.
+  gap_penalty   loss + weight * sum over groupings, rates and classes of the surrogate gap
+                (largest minus smallest group rate): the fixed-weight penalty, with no epsilon.
+  mindiff       loss + weight * sum of MMD^2 between the score distribution of each group and that of
+                the other groups (MinDiff, Prost et al. 2019), Gaussian kernel, within each label slice
+                the constraint conditions on.
+
+Constraints. 'equalized_odds' constrains TPR and FPR, 'equal_opportunity' TPR, 'demographic_parity' the
+selection rate. The gap is pairwise, max - min over the groups, so that "every constraint holds" is the
+audited figure (``disparity.difference``, fairlearn's between_groups) being at most epsilon; comparing
+each group with the overall rate instead would allow a max - min of 2 epsilon. A head with two classes
+(one sigmoid unit, or two outputs) is constrained at class 1, the rate the audit reports (class 0's rates
+are determined by class 1's); a head of C > 2 classes (multiclass, binned) one-vs-rest at every class.
+Several groupings are constrained at once, each with its own multipliers.
+
+Rates. Over the global batch, for group g and class c: TPR = TP / positives, FPR = FP / negatives,
+selection rate = predicted / examples. The 0-1 prediction of class c is the decoded one (logit > 0 for a
+sigmoid unit, argmax otherwise); its surrogate is sigmoid(logit / temperature) or the softmax of
+logits / temperature at c. Rows with a padding mask, an unknown label or an unknown attribute count in
+no group; the counts are not weighted by the ``weight`` column (the constraints are about the data as it
+is). A pair with a group whose rate is undefined in the batch (no positives, say) is inactive for that
+step: no term, and its multiplier stays where it is.
+
+Devices. Every count is a sum over the global batch: the surrogate counts through
+``collectives.global_sum`` (value summed, gradient local; see its docstring), the 0-1 counts and the
+denominators through ``lax.psum``. So the multipliers are computed from the same numbers on every device
+and stay identical, and the step is the same function of the global batch under pmap, shard_map and one
+device. MMD compares every pair of examples, across devices too: ``mindiff`` gathers the batch's scores
+with ``lax.all_gather`` and reinserts this device's own rows with their gradient (``gather_rows``), so
+the value is the global MMD on every device and each device differentiates it through its own rows only,
+the same rule as ``global_sum``. The kernel matrix is (global batch)^2 per class, small beside a CNN
+for the batch sizes these tasks use; a random-feature approximation would trade exactness for nothing.
+
+State. ``constrained`` keeps ``{'multipliers': {grouping: float32 [R, G, G, C]}}``: R rates of the
+constraint (tpr, fpr | tpr | selection_rate), lambda[r, g, h, c] the multiplier of
+rate_r[g, c] - rate_r[h, c] <= epsilon (zero on the diagonal), C constrained classes. The penalties keep
+no state. Metrics, per grouping: ``fairness/<grouping>/gap`` (the batch's 0-1 max - min, the largest over
+rates and classes) and, for ``constrained``, ``fairness/<grouping>/multiplier_max`` and ``/_sum``;
+``fairness/term`` is what the objective added to the loss.
+"""
+
+import abc
+from typing import Optional, Sequence
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+
+from fairjax.models import heads as heads_lib
+from fairjax.train import collectives
+from fairjax.train import evaluate
+from fairjax.train import objectives
+
+Array = jax.Array
+
+CONSTRAINTS = {
+    "equalized_odds": ("tpr", "fpr"),
+    "equal_opportunity": ("tpr",),
+    "demographic_parity": ("selection_rate",),
+}
+# The label slices MinDiff compares score distributions within, per constraint: examples of the class
+# (TPR), examples not of it (FPR), all examples (selection rate).
+_SLICES = {"tpr": "positives", "fpr": "negatives", "selection_rate": "all"}
+
+
+def classifier_head(model, head: Optional[str]) -> heads_lib.HeadSpec:
+  """The named classifying head of ``model``, or its only one when ``head`` is None."""
+  specs = [s for s in model.heads if evaluate.is_classifier(s)]
+  if head is None:
+    if len(specs) != 1:
+      raise ValueError(f"the model has {len(specs)} classifying heads ({[s.name for s in specs]}); "
+                       "name the constrained one with the option head=")
+    return specs[0]
+  for spec in model.heads:
+    if spec.name == head:
+      if not evaluate.is_classifier(spec):
+        raise ValueError(f"head {head!r} is a {spec.kind} head; rate constraints need a classifier "
+                         "(binary, multiclass or binned)")
+      return spec
+  raise ValueError(f"the model has no head {head!r}; heads: {[s.name for s in model.heads]}")
+
+
+def constrained_classes(spec: heads_lib.HeadSpec) -> int:
+  """How many classes are constrained: 1 (class 1) for a two-class head, every class otherwise."""
+  classes = evaluate.num_classes(spec)
+  return 1 if classes == 2 else classes
+
+
+def head_predictions(spec: heads_lib.HeadSpec, output: Array, labels: Array,
+                     temperature: float) -> tuple[Array, Array, Array, Array]:
+  """``(labels, hard, soft, known)`` of the constrained classes, each ``[B, C]`` but ``known`` ``[B]``.
+
+  ``labels`` and ``hard`` are 0/1 (one-vs-rest membership of the true and the decoded class), ``soft`` the
+  surrogate of ``hard`` in (0, 1); ``known`` is False where the label is unknown (below 0).
+  """
+  labels = jnp.asarray(labels)
+  if spec.num_outputs > 1 and labels.ndim == output.ndim:
+    raise ValueError(f"head {spec.name!r}: rate constraints need class labels, not soft targets")
+  known = labels >= 0
+  classes = evaluate.num_classes(spec)
+  if spec.kind == "binary" and spec.num_outputs == 1:
+    y = (labels == 1)[:, None]
+    hard = (output > 0)[:, None]
+    soft = jax.nn.sigmoid(output / temperature)[:, None]
+  else:
+    index = heads_lib.bin_index(spec, labels) if spec.kind == "binned" else labels
+    y = jax.nn.one_hot(index, classes) > 0
+    hard = jax.nn.one_hot(jnp.argmax(output, -1), classes) > 0
+    soft = jax.nn.softmax(output / temperature, axis=-1)
+    if classes == 2:
+      y, hard, soft = y[:, 1:], hard[:, 1:], soft[:, 1:]
+  return y.astype(jnp.float32), lax.stop_gradient(hard.astype(jnp.float32)), soft, known
+
+
+def members(batch, grouping: str, valid: Array) -> Array:
+  """``[B, G]`` 0/1 membership of each valid row in its group of ``grouping``."""
+  if grouping not in evaluate.GROUPINGS:
+    raise ValueError(f"unknown grouping {grouping!r}; known: {sorted(evaluate.GROUPINGS)}")
+  codes = evaluate.group_codes(batch, grouping)
+  return jax.nn.one_hot(codes, num_groups(grouping)) * valid[:, None].astype(jnp.float32)
+
+
+def num_groups(grouping: str) -> int:
+  return len(evaluate.group_keys(grouping))
+
+
+def group_counts(member: Array, labels: Array, predictions: Array) -> dict[str, Array]:
+  """Per-group sums: ``count`` [G], and ``positives``, ``predicted``, ``true_positives`` [G, C]."""
+  return {"count": member.sum(0), "positives": member.T @ labels, "predicted": member.T @ predictions,
+          "true_positives": member.T @ (labels * predictions)}
+
+
+def _ratio(numerator: Array, denominator: Array) -> Array:
+  defined = denominator > 0
+  return jnp.where(defined, numerator / jnp.where(defined, denominator, 1.0), 0.0)
+
+
+def group_rates(counts: dict[str, Array], names: Sequence[str]) -> tuple[Array, Array]:
+  """``(rates, defined)``, both ``[R, G, C]``: the named rates of every group and class, and where each
+  has a non-zero denominator (an undefined rate is 0 in ``rates``)."""
+  count = jnp.broadcast_to(counts["count"][:, None], counts["positives"].shape)
+  negatives = count - counts["positives"]
+  false_positives = counts["predicted"] - counts["true_positives"]
+  table = {"tpr": (counts["true_positives"], counts["positives"]),
+           "fpr": (false_positives, negatives),
+           "selection_rate": (counts["predicted"], count)}
+  rates = jnp.stack([_ratio(*table[name]) for name in names])
+  defined = jnp.stack([table[name][1] > 0 for name in names])
+  return rates, defined
+
+
+def pairwise_gaps(rates: Array, defined: Array) -> tuple[Array, Array]:
+  """``(gaps, active)``, both ``[R, G, G, C]``: rate[g] - rate[h] for every ordered pair of distinct
+  groups, and whether both rates are defined."""
+  gaps = rates[:, :, None, :] - rates[:, None, :, :]
+  distinct = ~jnp.eye(rates.shape[1], dtype=bool)[None, :, :, None]
+  return gaps, defined[:, :, None, :] & defined[:, None, :, :] & distinct
+
+
+def largest_gap(gaps: Array, active: Array) -> Array:
+  """Max - min over the groups of each rate and class, ``[R, C]`` (0 with fewer than two groups)."""
+  return jnp.max(jnp.where(active, gaps, 0.0), axis=(1, 2))
+
+
+class _GroupRateObjective(objectives.Standard, abc.ABC):
+  """The standard loss plus a term on the rates of one head's predictions across groups."""
+
+  def __init__(self, model, head: Optional[str] = None, attributes: Sequence[str] = ("race",),
+               constraint: str = "equalized_odds", temperature: float = 1.0):
+    super().__init__(model)
+    self.spec = classifier_head(model, head)
+    self.attributes = (attributes,) if isinstance(attributes, str) else tuple(attributes)
+    if not self.attributes:
+      raise ValueError("a fairness objective needs at least one grouping in attributes=")
+    for grouping in self.attributes:
+      if grouping not in evaluate.GROUPINGS:
+        raise ValueError(f"unknown grouping {grouping!r}; known: {sorted(evaluate.GROUPINGS)}")
+    if constraint not in CONSTRAINTS:
+      raise ValueError(f"unknown constraint {constraint!r}; known: {', '.join(CONSTRAINTS)}")
+    if temperature <= 0:
+      raise ValueError(f"temperature must be positive, got {temperature}")
+    self.constraint, self.rate_names, self.temperature = constraint, CONSTRAINTS[constraint], temperature
+
+  def predictions(self, outputs, batch):
+    """``head_predictions`` of the constrained head, with ``known`` also requiring the padding mask."""
+    y, hard, soft, known = head_predictions(self.spec, outputs[self.spec.name], batch[self.spec.key],
+                                            self.temperature)
+    if "mask" in batch:
+      known &= jnp.asarray(batch["mask"]).astype(bool)
+    return y, hard, soft, known
+
+  @abc.abstractmethod
+  def fairness_term(self, outputs, batch, objective_state, axis_name):
+    """``(term, new objective_state, metrics)``; ``term`` is added to the standard loss."""
+
+  def loss(self, params, state, batch, rng, apply_fn, axis_name):
+    outputs, model_state = objectives.forward(apply_fn, params["model"], state.model_state,
+                                              objectives.model_images(batch), rng, train=True)
+    task, metrics = self.task_loss(params["model"], outputs, batch, axis_name)
+    term, objective_state, fairness = self.fairness_term(outputs, batch, state.objective_state, axis_name)
+    metrics.update({f"fairness/{k}": v for k, v in fairness.items()})
+    metrics["fairness/term"] = lax.pmean(lax.stop_gradient(term), axis_name)
+    return task + term, {"model_state": model_state, "objective_state": objective_state, "metrics": metrics}
+
+  def _gaps(self, member, y, predictions, axis_name, differentiable: bool):
+    """Pairwise gaps of the global batch's rates; surrogate counts keep their local gradient.
+
+    Take ``active`` from the 0-1 call: its counts are plain psums, replicated in type under shard_map,
+    as the multipliers and metrics built from them must be.
+    """
+    counts = group_counts(member, y, predictions)
+    if differentiable:
+      counts = collectives.global_sum(counts, axis_name)
+    else:
+      counts = lax.psum(lax.stop_gradient(counts), axis_name)
+    return pairwise_gaps(*group_rates(counts, self.rate_names))
+
+
+@objectives.register("constrained")
+class Constrained(_GroupRateObjective):
+  """Rate constraints solved as a proxy-Lagrangian game in the train step (see the module docstring).
+
+  Options: head, attributes (groupings), constraint, epsilon (the largest allowed gap), multiplier_lr
+  (ascent step of the multipliers per unit of violation), multiplier_max (their cap: bounds how far the
+  game can trade the task loss for the constraints), temperature (of the sigmoid / softmax surrogates).
+  """
+
+  def __init__(self, model, head: Optional[str] = None, attributes: Sequence[str] = ("race",),
+               constraint: str = "equalized_odds", epsilon: float = 0.05, multiplier_lr: float = 0.01,
+               multiplier_max: float = 10.0, temperature: float = 1.0):
+    super().__init__(model, head, attributes, constraint, temperature)
+    if not 0 <= epsilon < 1:
+      raise ValueError(f"epsilon must lie in [0, 1), got {epsilon}")
+    if multiplier_lr <= 0 or multiplier_max <= 0:
+      raise ValueError(f"multiplier_lr and multiplier_max must be positive, got {multiplier_lr}, "
+                       f"{multiplier_max}")
+    self.epsilon, self.multiplier_lr, self.multiplier_max = epsilon, multiplier_lr, multiplier_max
+
+  def init_state(self, params) -> dict:
+    del params
+    shape = lambda g: (len(self.rate_names), num_groups(g), num_groups(g), constrained_classes(self.spec))
+    return {"multipliers": {g: jnp.zeros(shape(g), jnp.float32) for g in self.attributes}}
+
+  def fairness_term(self, outputs, batch, objective_state, axis_name):
+    y, hard, soft, valid = self.predictions(outputs, batch)
+    term, multipliers, metrics = 0.0, {}, {}
+    for grouping in self.attributes:
+      member = members(batch, grouping, valid)
+      surrogate, _ = self._gaps(member, y, soft, axis_name, differentiable=True)
+      gaps, active = self._gaps(member, y, hard, axis_name, differentiable=False)
+      old = objective_state["multipliers"][grouping]
+      term += jnp.sum(jnp.where(active, old * (surrogate - self.epsilon), 0.0))
+      ascended = jnp.clip(old + self.multiplier_lr * (gaps - self.epsilon), 0.0, self.multiplier_max)
+      multipliers[grouping] = jnp.where(active, ascended, old)
+      metrics[f"{grouping}/gap"] = jnp.max(largest_gap(gaps, active))
+      metrics[f"{grouping}/multiplier_max"] = jnp.max(multipliers[grouping])
+      metrics[f"{grouping}/multiplier_sum"] = jnp.sum(multipliers[grouping])
+    return term, {"multipliers": multipliers}, metrics
+
+
+@objectives.register("gap_penalty")
+class GapPenalty(_GroupRateObjective):
+  """Loss + weight * the sum of the surrogate rates' max - min gaps: a fixed price on unfairness."""
+
+  def __init__(self, model, head: Optional[str] = None, attributes: Sequence[str] = ("race",),
+               constraint: str = "equalized_odds", weight: float = 1.0, temperature: float = 1.0):
+    super().__init__(model, head, attributes, constraint, temperature)
+    if weight < 0:
+      raise ValueError(f"weight must be non-negative, got {weight}")
+    self.weight = weight
+
+  def fairness_term(self, outputs, batch, objective_state, axis_name):
+    y, hard, soft, valid = self.predictions(outputs, batch)
+    term, metrics = 0.0, {}
+    for grouping in self.attributes:
+      member = members(batch, grouping, valid)
+      surrogate, _ = self._gaps(member, y, soft, axis_name, differentiable=True)
+      gaps, active = self._gaps(member, y, hard, axis_name, differentiable=False)
+      term += self.weight * jnp.sum(largest_gap(surrogate, active))
+      metrics[f"{grouping}/gap"] = jnp.max(largest_gap(gaps, active))
+    return term, objective_state, metrics
+
+
+def gather_rows(x: Array, axis_name: str) -> Array:
+  """Every device's rows of ``x``, in device order: all of them in value, this device's in gradient.
+
+  The gathered copy carries no gradient; this device's rows are added back at their place as
+  ``x - stop_gradient(x)`` (zero in value), so a function of the gathered rows differentiates through
+  the local rows only, and the psum of the devices' gradients is its full gradient (``collectives``).
+  """
+  gathered = lax.all_gather(lax.stop_gradient(x), axis_name, tiled=True)
+  offset = lax.axis_index(axis_name) * x.shape[0]
+  return gathered + lax.dynamic_update_slice_in_dim(jnp.zeros_like(gathered), x - lax.stop_gradient(x),
+                                                    offset, axis=0)
+
+
+def mmd2(kernel: Array, a: Array, b: Array) -> Array:
+  """Squared MMD between the weighted samples ``a`` and ``b`` ([N, S] weights of N points, S pairs of
+  samples) under the kernel matrix ``kernel`` [N, N], as the V-statistic:
+  E k(a, a') + E k(b, b') - 2 E k(a, b); ``[S]``, 0 where either sample is empty."""
+  sa, sb = a.sum(0), b.sum(0)
+  ok = (sa > 0) & (sb > 0)
+  a = a / jnp.where(ok, sa, 1.0)
+  b = b / jnp.where(ok, sb, 1.0)
+  quad = lambda u, v: jnp.einsum("ns,nm,ms->s", u, kernel, v)
+  return jnp.where(ok, quad(a, a) + quad(b, b) - 2 * quad(a, b), 0.0)
+
+
+@objectives.register("mindiff")
+class MinDiff(_GroupRateObjective):
+  """Loss + weight * MMD^2 between each group's scores and the other groups' (see the module docstring).
+
+  For every grouping, group g, constrained class c and label slice of the constraint (class c's
+  positives for TPR, its negatives for FPR, everyone for the selection rate), the two samples are the
+  class-c scores of the slice's members of g and of the slice's members of the other groups. The kernel
+  is exp(-(s - s')^2 / (2 kernel_width^2)) on scores in [0, 1]; MinDiff's default width is 0.1.
+  """
+
+  def __init__(self, model, head: Optional[str] = None, attributes: Sequence[str] = ("race",),
+               constraint: str = "equalized_odds", weight: float = 1.0, kernel_width: float = 0.1,
+               temperature: float = 1.0):
+    super().__init__(model, head, attributes, constraint, temperature)
+    if weight < 0 or kernel_width <= 0:
+      raise ValueError(f"weight must be non-negative and kernel_width positive, got {weight}, {kernel_width}")
+    self.weight, self.kernel_width = weight, kernel_width
+
+  def fairness_term(self, outputs, batch, objective_state, axis_name):
+    y, _, soft, valid = self.predictions(outputs, batch)
+    scores = gather_rows(soft, axis_name)  # [N, C]
+    y = lax.all_gather(y, axis_name, tiled=True)
+    kernel = jnp.exp(-jnp.square(scores.T[:, :, None] - scores.T[:, None, :]) / (2 * self.kernel_width**2))
+    term, metrics = 0.0, {}
+    for grouping in self.attributes:
+      member = lax.all_gather(members(batch, grouping, valid), axis_name, tiled=True)  # [N, G]
+      others = member.sum(1, keepdims=True) - member
+      total = 0.0
+      for name in self.rate_names:
+        for c in range(y.shape[1]):
+          slice_c = {"positives": y[:, c], "negatives": 1.0 - y[:, c], "all": jnp.ones_like(y[:, c])}
+          in_slice = slice_c[_SLICES[name]][:, None]
+          total += jnp.sum(mmd2(kernel[c], member * in_slice, others * in_slice))
+      term += self.weight * total
+      metrics[f"{grouping}/mmd2"] = lax.pmean(lax.stop_gradient(total), axis_name)
+    return term, objective_state, metrics
