@@ -60,8 +60,10 @@ def _plan_arrays(num_records: int, plan) -> tuple[np.ndarray, np.ndarray, np.nda
   source_index = np.asarray(plan["source_index"], np.int64)
   if len(source_index) and (source_index.min() < 0 or source_index.max() >= num_records):
     raise ValueError(f"plan refers to records outside the source's {num_records}")
-  seeds = np.asarray(plan["augment_seed"], np.int32) if "augment_seed" in plan else np.full(len(source_index), -1, np.int32)
-  weights = np.asarray(plan["weight"], np.float32) if "weight" in plan else np.ones(len(source_index), np.float32)
+  num_rows = len(source_index)
+  seeds = (np.asarray(plan["augment_seed"], np.int32) if "augment_seed" in plan
+           else np.full(num_rows, -1, np.int32))
+  weights = np.asarray(plan["weight"], np.float32) if "weight" in plan else np.ones(num_rows, np.float32)
   return source_index, seeds, weights
 
 

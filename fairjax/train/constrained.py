@@ -13,7 +13,10 @@ loss (so example weights from ``reweigh`` still apply to the task loss):
                 lambda_k <- clip(lambda_k + multiplier_lr * (gap_k - epsilon), 0, multiplier_max).
                 This is TFCO's proxy-Lagrangian with additive multiplier updates (Cotter et al. 2019):
                 the 0-1 rates have no gradient, so the model plays on sigmoid surrogates, while the
-                multipliers answer the constraints as they are actually measured.
+                multipliers answer the constraints as they are actually measured. The ascent takes the
+                signed violation, not its positive part: a small group's gap in one batch is noisy
+                (3 of 64 rows, say), and signed steps average that noise out over steps where positive
+                parts would add it up; a met constraint walks its multiplier back to 0.
   gap_penalty   loss + weight * sum over groupings, rates and classes of the surrogate gap
                 (largest minus smallest group rate): the fixed-weight penalty, with no epsilon.
   mindiff       loss + weight * sum of MMD^2 between the score distribution of each group and that of
@@ -43,14 +46,17 @@ and stay identical, and the step is the same function of the global batch under 
 device. MMD compares every pair of examples, across devices too: ``mindiff`` gathers the batch's scores
 with ``lax.all_gather`` and reinserts this device's own rows with their gradient (``gather_rows``), so
 the value is the global MMD on every device and each device differentiates it through its own rows only,
-the same rule as ``global_sum``. The kernel matrix is (global batch)^2 per class, small beside a CNN
-for the batch sizes these tasks use; a random-feature approximation would trade exactness for nothing.
+the same rule as ``global_sum``. Every device builds the (global batch)^2 kernel matrix per class,
+which is small beside a CNN's step for the batches these tasks use (64 to a few thousand); random
+Fourier features would make it linear in the batch, but only approximately, and would pay off only
+for far larger global batches.
 
 State. ``constrained`` keeps ``{'multipliers': {grouping: float32 [R, G, G, C]}}``: R rates of the
 constraint (tpr, fpr | tpr | selection_rate), lambda[r, g, h, c] the multiplier of
 rate_r[g, c] - rate_r[h, c] <= epsilon (zero on the diagonal), C constrained classes. The penalties keep
 no state. Metrics, per grouping: ``fairness/<grouping>/gap`` (the batch's 0-1 max - min, the largest over
-rates and classes) and, for ``constrained``, ``fairness/<grouping>/multiplier_max`` and ``/_sum``;
+rates and classes) and, for ``constrained``, ``fairness/<grouping>/multiplier_max`` and
+``fairness/<grouping>/multiplier_sum``; ``mindiff`` logs ``fairness/<grouping>/mmd2`` instead of the gap;
 ``fairness/term`` is what the objective added to the loss.
 """
 

@@ -85,7 +85,8 @@ def test_registered_treatment_and_later_treatments_keep_the_weights():
 
 def _source(n=12):
   images = np.zeros((n, 4, 4, 3), np.uint8)
-  return pipeline.ArraySource(images, {"age": np.full(n, 30), "gender": np.arange(n) % 2, "race": np.arange(n) % 3})
+  labels = {"age": np.full(n, 30), "gender": np.arange(n) % 2, "race": np.arange(n) % 3}
+  return pipeline.ArraySource(images, labels)
 
 
 def test_batches_carry_the_plan_weights():

@@ -203,7 +203,8 @@ def test_options_are_checked():
     objectives.get_objective("constrained", model, attributes=("age",))
   with pytest.raises(ValueError, match="no head 'race'"):
     objectives.get_objective("mindiff", model, head="race")
-  two_heads = TinyFaces(heads=(heads_lib.HeadSpec("gender", "binary"), heads_lib.HeadSpec("race", "multiclass", 5)))
+  two_heads = TinyFaces(heads=(heads_lib.HeadSpec("gender", "binary"),
+                               heads_lib.HeadSpec("race", "multiclass", 5)))
   with pytest.raises(ValueError, match="name the constrained one"):
     objectives.get_objective("gap_penalty", two_heads)
   regression = TinyFaces(heads=(heads_lib.HeadSpec("age", "regression"),))
@@ -300,7 +301,8 @@ def test_one_device_pmap_and_shard_map_agree(name, options):
     np.testing.assert_allclose(got_losses, losses, rtol=1e-5)
     np.testing.assert_allclose(got_terms, terms, rtol=1e-4, atol=1e-7)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), got_params, params)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), got_state, objective_state)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), got_state,
+                 objective_state)
   assert all(abs(term) > 1e-3 for term in terms)  # the fairness term took part in every step
   if name == "constrained":
     assert not np.allclose(objective_state["multipliers"]["race"], state.objective_state["multipliers"]["race"])
@@ -308,15 +310,17 @@ def test_one_device_pmap_and_shard_map_agree(name, options):
 
 # ------------------------------------------------------------------------------------ end to end
 
+def load_config(name: str, arg: str):
+  """``configs/<name>.py``'s config for ``arg``, the module loaded from its file as config_flags does."""
+  spec = importlib.util.spec_from_file_location(f"_test_{name}", os.path.join(ROOT, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
 def test_the_constrained_config_is_the_default_with_another_objective():
-  configs = {}
-  for name in ("default", "default_constrained"):
-    spec = importlib.util.spec_from_file_location(f"_test_{name}", os.path.join(ROOT, "configs", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    configs[name] = {arg: module.get_config(arg) for arg in ("", "smoke")}
   for arg in ("", "smoke"):
-    default, mitigated = configs["default"][arg], configs["default_constrained"][arg]
+    default, mitigated = load_config("default", arg), load_config("default_constrained", arg)
     assert mitigated.objective.name == "constrained"
     assert mitigated.objective.options.head == default.eval.primary_head
     assert tuple(mitigated.objective.options.attributes) == (default.eval.primary_grouping,)
@@ -326,11 +330,7 @@ def test_the_constrained_config_is_the_default_with_another_objective():
 
 @pytest.mark.slow
 def test_constrained_smoke_run_end_to_end(tmp_path):
-  spec = importlib.util.spec_from_file_location("_smoke", os.path.join(ROOT, "configs", "default_constrained.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config("smoke")
-  final = loop.train_and_evaluate(config, str(tmp_path))
+  final = loop.train_and_evaluate(load_config("default_constrained", "smoke"), str(tmp_path))
   assert np.isfinite(final["test/gender/race/equalized_odds_difference"])
   with open(tmp_path / "history.jsonl") as f:
     records = [json.loads(line) for line in f]
