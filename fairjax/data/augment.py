@@ -24,7 +24,6 @@ import math
 import jax
 from jax import lax
 import jax.numpy as jnp
-from jax.scipy import ndimage
 import ml_collections
 
 # ITU-R BT.601 luma, the weights PIL's convert("L") uses, so host and device grayscale agree.
@@ -66,15 +65,28 @@ def flip(key: jax.Array, image: jax.Array, p: float = 0.5) -> jax.Array:
 
 def _warp(image: jax.Array, cos: jax.Array, sin: jax.Array, dy: jax.Array, dx: jax.Array) -> jax.Array:
   """Bilinear resampling of ``image`` rotated by the angle of (cos, sin) about its centre (positive:
-  counter-clockwise as displayed) and then moved by (dy, dx) pixels (positive: down, right)."""
-  h, w = image.shape[:2]
+  counter-clockwise as displayed) and then moved by (dy, dx) pixels (positive: down, right).
+
+  Source coordinates are clamped to the image, which repeats the edge (``FILL_MODE``); the four
+  neighbours are gathered as whole pixels (all channels at once), several times faster on CPU than
+  ``map_coordinates`` channel by channel.
+  """
+  h, w, c = image.shape
   y, x = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32), indexing="ij")
   cy, cx = (h - 1) / 2, (w - 1) / 2
   # Output pixel (y, x) shows the input at the inverse transform of (y, x).
   v, u = y - dy - cy, x - dx - cx
-  coords = [cos * v + sin * u + cy, cos * u - sin * v + cx]
-  sample = lambda channel: ndimage.map_coordinates(channel, coords, order=1, mode=FILL_MODE)
-  return jax.vmap(sample, in_axes=-1, out_axes=-1)(image)
+  sy = jnp.clip(cos * v + sin * u + cy, 0.0, h - 1.0)
+  sx = jnp.clip(cos * u - sin * v + cx, 0.0, w - 1.0)
+  y0, x0 = jnp.floor(sy), jnp.floor(sx)
+  wy, wx = (sy - y0)[..., None], (sx - x0)[..., None]
+  y0, x0 = y0.astype(jnp.int32), x0.astype(jnp.int32)
+  y1, x1 = jnp.minimum(y0 + 1, h - 1), jnp.minimum(x0 + 1, w - 1)
+  pixels = image.reshape(h * w, c)
+  at = lambda yy, xx: pixels[(yy * w + xx).reshape(-1)].reshape(h, w, c)
+  top = (1 - wx) * at(y0, x0) + wx * at(y0, x1)
+  bottom = (1 - wx) * at(y1, x0) + wx * at(y1, x1)
+  return (1 - wy) * top + wy * bottom
 
 
 def rotate_by(image: jax.Array, degrees) -> jax.Array:
