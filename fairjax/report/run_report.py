@@ -16,6 +16,7 @@ Layout::
   DIR/report/<split>/rates_<view>_<grouping>.png           (binary views: plots.plot_group_rates)
   DIR/report/<split>/disparate_impact_<view>_<grouping>.png  (binary views)
   DIR/report/<split>/mae_<view>_<grouping>.png             (regression views)
+  DIR/report/<split>/embedding_<attribute>.png             (t-SNE maps, by ``fairjax.train.leakage``)
 
 A view is a head, or ``<head>_bins`` for a binned head's classification over its bins (see
 ``fairjax.train.evaluate``).
@@ -38,6 +39,9 @@ from fairjax.report import plots
 from fairjax.train import evaluate
 
 REPORT_DIR = "report"
+# Metrics of this prefix (``leakage_<attribute>``, see ``fairjax.train.leakage``) are also top-level keys
+# of each split's summary.json.
+LEAKAGE_PREFIX = "leakage_"
 # Beyond this many classes a confusion matrix is unreadable (a 101-way age head); it is skipped, and
 # the skip is recorded in summary.json and report.md.
 MAX_CONFUSION_CLASSES = 20
@@ -81,8 +85,9 @@ def write_split(directory: str, split_name: str, result: evaluate.EvalResult,
   """Writes ``DIR/report/<split>/``; returns the names of the files written there.
 
   ``summary.json`` holds the ``primary`` (view, grouping) report's summary at top level (the audit's
-  keys), plus ``split``, ``primary``, ``metrics`` (NaN as null), ``reports`` {view: {grouping:
-  summary}}, ``warnings_all`` (every warning of the evaluation) and ``skipped_files``.
+  keys) and any ``leakage_<attribute>`` metric, plus ``split``, ``primary``, ``metrics`` (NaN as null),
+  ``reports`` {view: {grouping: summary}}, ``warnings_all`` (every warning of the evaluation) and
+  ``skipped_files``.
   """
   if tuple(primary) not in result.reports:
     raise ValueError(f"primary {tuple(primary)} is not among the evaluated reports {sorted(result.reports)}")
@@ -117,6 +122,7 @@ def write_split(directory: str, split_name: str, result: evaluate.EvalResult,
     reports.setdefault(view, {})[grouping] = report.summary
   summary = {
       **result.reports[tuple(primary)].summary,
+      **{k: _json_value(v) for k, v in result.metrics.items() if k.startswith(LEAKAGE_PREFIX)},
       "split": split_name,
       "primary": {"head": primary[0], "grouping": primary[1]},
       "metrics": {k: _json_value(v) for k, v in result.metrics.items()},
@@ -271,6 +277,7 @@ def write_markdown(
       lines.append(f"| {split} | {name} | {_fmt(m.get(name + '/loss'))} | {_fmt(m.get(name + '/accuracy'))} "
                    f"| {_fmt(m.get(name + '/macro_f1'))} | {_fmt(m.get(name + '/mae'))} |")
   lines.append("")
+  lines += _leakage_table(split_results)
 
   for split, result in split_results.items():
     report = result.reports.get(tuple(primary))
@@ -296,7 +303,8 @@ def write_markdown(
     for pattern, caption in (("confusion_*.png", "Confusion matrices (rows: true, columns: predicted)"),
                              ("rates_*.png", "Rates by group"),
                              ("disparate_impact_*.png", "Disparate impact"),
-                             ("mae_*.png", "Age error by group")):
+                             ("mae_*.png", "Age error by group"),
+                             ("embedding_*.png", "Embedding (t-SNE) by protected attribute")):
       names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(folder, pattern)))
       if names:
         lines.append(f"{caption}: " + ", ".join(f"[{n[:-4]}]({split}/{n})" for n in names))
@@ -347,6 +355,21 @@ def _headline_table(split_results, primary) -> list[str]:
     lines.append(f"| {split} | " + " | ".join(_fmt(result.metrics.get(k)) for _, k in columns)
                  + f" | {privileged} |")
   return lines
+
+
+def _leakage_table(split_results) -> list[str]:
+  """Each split's ``leakage_<attribute>`` metrics, with what they mean; nothing if there are none."""
+  names = list(dict.fromkeys(k for result in split_results.values() for k in result.metrics
+                             if k.startswith(LEAKAGE_PREFIX)))
+  if not names:
+    return []
+  lines = ["## Leakage", "", "| split | " + " | ".join(n[len(LEAKAGE_PREFIX):] for n in names) + " |",
+           "|---" * (len(names) + 1) + "|"]
+  lines += [f"| {split} | " + " | ".join(_fmt(r.metrics.get(n)) for n in names) + " |"
+            for split, r in split_results.items()]
+  return lines + ["", "Accuracy of a fresh probe predicting the attribute from the model's embedding, minus "
+                  "the majority-class rate (Wang et al. 2019): 0 is nothing above chance (see "
+                  "`fairjax.train.leakage`).", ""]
 
 
 def _predicts_grouping(report, grouping: str) -> bool:

@@ -30,10 +30,12 @@ from fairjax.data import pipeline
 from fairjax.metrics import report as report_lib
 from fairjax.models import registry as model_registry
 from fairjax.report import run_report
+from fairjax.train import adversarial  # pylint: disable=unused-import  (registers 'grl' and 'jlu')
 from fairjax.train import checkpoint as checkpoint_lib
 from fairjax.train import config as config_lib
 from fairjax.train import distributed
 from fairjax.train import evaluate
+from fairjax.train import leakage
 from fairjax.train import objectives
 from fairjax.train import optimizers
 from fairjax.train import progress
@@ -110,6 +112,8 @@ class _Run:
       raise ValueError(f"{self.num_rows} training rows make no batch of {self.batch_size}")
     self.epoch_ends = _epoch_end_steps(self.num_rows, self.batch_size, config.train.num_epochs,
                                        self.total_steps)
+    if hasattr(objective, "set_total_steps"):  # a weight scheduled over the run (gradient reversal)
+      objective.set_total_steps(self.total_steps)
     self.host_state, tx = initial_state(config, self.model, objective, self.total_steps)
 
     train_step = step_lib.make_train_step(
@@ -247,6 +251,7 @@ def _final_report(run, state, last_results, history, writer) -> dict:
       selected, last_results = best, None
       state = run.runner.put_state(run.restore(best))
   results = last_results if last_results is not None else run.evaluate(state, run.eval_splits)
+  leakage.add_leakage(run, state, results)
   if run.chief:
     for name, result in results.items():
       run_report.write_split(run.workdir, name, result, primary=run.primary)

@@ -30,6 +30,12 @@ def _first_copy(x) -> np.ndarray:
   return np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else np.asarray(x)
 
 
+def _local_rows(x: jax.Array) -> np.ndarray:
+  """This process's rows of an array sharded over the batch axis, in row order."""
+  shards = sorted(x.addressable_shards, key=lambda shard: shard.index[0].start or 0)
+  return np.concatenate([np.asarray(shard.data) for shard in shards])
+
+
 class Runner:
   """Runs a per-device train step and eval step under ``mapper`` over all devices."""
 
@@ -78,6 +84,27 @@ class Runner:
     if self.mapper == "pmap":
       return jax.tree.map(lambda x: np.asarray(x[0]), outputs)
     return jax.tree.map(_first_copy, outputs)
+
+  def row_function(self, fn: Callable) -> Callable:
+    """``fn(state, batch) -> {name: [rows, ...]}``, one output row per batch row, run under the mapper.
+
+    For outputs that are per row rather than reduced over the batch axis (a model's embeddings):
+    under pmap they come back ``[local devices, per device, ...]`` and under shard_map as one array
+    sharded like the batch (``out_specs=P(AXIS)``); either way the returned function gives this
+    process's rows as host numpy ``[local rows, ...]``, in the order of its slice of the batch.
+    """
+    if self.mapper == "pmap":
+      mapped = jax.pmap(fn, axis_name=step_lib.AXIS)
+      to_host = lambda x: np.asarray(x).reshape((-1,) + x.shape[2:])
+    else:
+      mapped = jax.jit(jax.shard_map(fn, mesh=self.mesh, in_specs=(P(), P(step_lib.AXIS)),
+                                     out_specs=P(step_lib.AXIS)))
+      to_host = _local_rows
+
+    def run(state, local_batch: dict) -> dict:
+      return jax.tree.map(to_host, mapped(state, self.put_batch(local_batch)))
+
+    return run
 
   def train_step(self, state, local_batch: dict):
     return self._train(state, self.put_batch(local_batch))

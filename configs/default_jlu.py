@@ -1,0 +1,38 @@
+r"""The embedded default experiment with race unlearnt by seed 004's joint learning and unlearning.
+
+  python -m fairjax.main --config=configs/default_jlu.py --workdir=out/default_jlu
+
+Exactly ``configs/default.py`` (biased synthetic faces, seed 000's gender CNN, audited by race) with one
+change, the objective: ``jlu`` (``fairjax.train.adversarial``) trains a race head on the frozen
+embedding and, against it, the gender model to minimise its loss plus alpha times the cross-entropy of
+that head's race posterior to the uniform one, with alpha = 1 (seed 004's M2). Its report compares one
+to one with the default's: ``leakage_race`` in each split's summary.json against the default's, and
+the gender task's accuracy and race gaps beside it.
+
+Arguments: 'smoke' shrinks everything to a run of a few seconds (for tests), as for the default.
+"""
+
+import importlib.util
+import os
+
+import ml_collections
+
+
+def _default():
+  """``configs/default.py`` loaded from its file, so that this config works under ``config_flags``."""
+  spec = importlib.util.spec_from_file_location("_fairjax_configs_default",
+                                                os.path.join(os.path.dirname(__file__), "default.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def get_config(arg: str = ""):
+  config = _default().get_config(arg)
+  config.objective.name = "jlu"
+  config.objective.options = ml_collections.ConfigDict(dict(
+      attributes=(config.eval.primary_grouping,),  # race, the attribute the default audits
+      alpha=1.0,          # weight of the confusion loss (seed 004: 0, 0.4, 1)
+      hidden=(),          # the race head: a softmax on the embedding, as seed 004's gender head
+  ))
+  return config

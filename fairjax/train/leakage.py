@@ -1,0 +1,203 @@
+"""Leakage: how well a fresh probe reads a protected attribute from a model's embedding.
+
+Wang et al. (2019, "Balanced datasets are not enough") measure what a representation still knows about
+a protected attribute by training a new classifier, the attacker, to predict it from the
+representation. fairjax reports it as the probe's accuracy minus the majority-class rate of the rows
+it is tested on: 0 when the probe does no better than always guessing the commonest class, which is
+what unlearning (``adversarial``: gradient reversal, JLU) must drive the embedding to.
+
+The probe. A one-hidden-layer ReLU MLP (``HIDDEN`` units; ``hidden=()`` is logistic regression) on
+standardised embeddings, with an L2 penalty on its kernels, trained full-batch with Adam in JAX,
+deterministic given its seed. The penalty matters: unregularised, a probe on a few hundred 128-d rows
+memorises its half and scores near chance on the other even where the attribute is plainly encoded
+(on such data this probe matches scikit-learn's logistic regression where the code is linear, and
+finds codes that are not). Its
+train/test split: each evaluated split is cut into two halves stratified by the attribute; a probe
+trained on one half is tested on the other and vice versa (two-fold cross-fitting), and the leakage is
+the mean over the two folds of (accuracy - majority rate of the tested half). The probe never sees the
+rows it is scored on, yet every row is scored once; and it is fitted to the split's own distribution,
+so a shift between splits (seed 004's BD against EBD, where age no longer predicts gender) does not
+pass for a lack of leakage. Rows whose attribute is unknown (-1) and padding rows are left out.
+
+``add_leakage`` is the training loop's hook: for every evaluated split of the final report it collects
+the embeddings through the run's ``Runner`` (pmap or shard_map), puts ``leakage_<attribute>`` for race
+and gender into the split's metrics (so ``summary.json``, ``report.md`` and ``final_metrics.json``
+carry them) and, on the chief, draws ``report/<split>/embedding_<attribute>.png``.
+"""
+
+import functools
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+from jax.experimental import multihost_utils
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from fairjax.data import augment
+from fairjax.data import pipeline
+from fairjax.report import embeddings as embeddings_lib
+from fairjax.report import run_report
+from fairjax.train import evaluate
+from fairjax.train import objectives
+
+ATTRIBUTES = tuple(evaluate.ATTRIBUTES)  # race, gender
+HIDDEN = (64,)
+STEPS = 500
+LEARNING_RATE = 1e-2
+L2 = 0.1  # coefficient of 0.5 * sum of squared kernel weights, on standardised inputs
+FOLDS = 2
+
+
+def metric_name(attribute: str) -> str:
+  """The key of an attribute's leakage in a split's metrics and at the top of its ``summary.json``."""
+  return run_report.LEAKAGE_PREFIX + attribute
+
+
+class _Probe(nn.Module):
+  hidden: tuple[int, ...]
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, x):
+    for width in self.hidden:
+      x = nn.relu(nn.Dense(width)(x))
+    return nn.Dense(self.num_classes)(x)
+
+
+def _fit_predict(key, x_train, y_train, w_train, x_test, class_mask, *, hidden, steps, learning_rate, l2):
+  """Trains a probe on the weighted rows of ``x_train`` and returns its classes for ``x_test``.
+
+  Classes outside ``class_mask`` get no probability: a probe as wide as the mask is one with only
+  the masked-in classes, so attributes with different numbers of classes share a compiled probe.
+  """
+  total = jnp.maximum(w_train.sum(), 1.0)
+  mean = (w_train[:, None] * x_train).sum(0) / total
+  std = jnp.sqrt((w_train[:, None] * jnp.square(x_train - mean)).sum(0) / total) + 1e-6
+  x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+  probe = _Probe(hidden, class_mask.shape[0])
+  logits = lambda p, x: jnp.where(class_mask, probe.apply(p, x), -1e9)
+  params = probe.init(key, x_train[:1])
+  tx = optax.adam(learning_rate)
+
+  def loss_fn(p):
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits(p, x_train), y_train)
+    kernels = sum(jnp.sum(jnp.square(layer["kernel"])) for layer in p["params"].values())
+    return (w_train * ce).sum() / total + 0.5 * l2 * kernels
+
+  def step(carry, _):
+    p, opt_state = carry
+    grads = jax.grad(loss_fn)(p)
+    updates, opt_state = tx.update(grads, opt_state, p)
+    return (optax.apply_updates(p, updates), opt_state), None
+
+  (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
+  return jnp.argmax(logits(params, x_test), -1)
+
+
+@functools.partial(jax.jit, static_argnames=("hidden", "steps", "learning_rate", "l2"))
+def _fit_predict_folds(keys, x_train, y_train, w_train, x_test, class_mask, **settings):
+  """One probe per fold, trained side by side; compiled once per (padded) shape."""
+  fit = functools.partial(_fit_predict, **settings)
+  return jax.vmap(fit, in_axes=(0, 0, 0, 0, 0, None))(keys, x_train, y_train, w_train, x_test, class_mask)
+
+
+def padded_size(n: int, minimum: int = 256) -> int:
+  """The power of two (at least ``minimum``) that ``n`` rows are padded to, so that splits of similar
+  sizes reuse one compiled program."""
+  return max(minimum, 1 << max(n - 1, 0).bit_length())
+
+
+def stratified_halves(labels, seed: int) -> np.ndarray:
+  """The fold (0 or 1) of each row: each class's rows shuffled by ``seed`` and dealt alternately."""
+  labels = np.asarray(labels)
+  fold = np.zeros(len(labels), np.int32)
+  rng = np.random.default_rng(seed)
+  start = 0  # deal each class from where the last one stopped, so the halves differ by at most one row
+  for value in np.unique(labels):
+    rows = rng.permutation(np.flatnonzero(labels == value))
+    fold[rows] = (start + np.arange(len(rows))) % FOLDS
+    start += len(rows)
+  return fold
+
+
+def probe_leakage(embeddings, labels, num_classes: int, *, seed: int = 0, hidden: Sequence[int] = HIDDEN,
+                  steps: int = STEPS, learning_rate: float = LEARNING_RATE, l2: float = L2) -> dict:
+  """The leakage of ``labels`` (classes 0..num_classes-1) from ``embeddings`` ``[N, D]``.
+
+  Returns ``leakage`` (mean over the two folds of probe accuracy minus majority rate), ``accuracy``
+  and ``majority_rate`` (their means) and ``count`` (rows used). Fewer than two rows per fold leave it
+  undefined: NaN.
+  """
+  x = np.asarray(embeddings, np.float32).reshape(len(embeddings), -1)
+  y = np.asarray(labels, np.int32)
+  if len(y) != len(x):
+    raise ValueError(f"{len(y)} labels for {len(x)} embeddings")
+  if len(y) and (y.min() < 0 or y.max() >= num_classes):
+    raise ValueError(f"labels must lie in [0, {num_classes}); drop unknown rows first")
+  if len(y) < 2 * FOLDS:
+    return {"leakage": np.nan, "accuracy": np.nan, "majority_rate": np.nan, "count": len(y)}
+  fold = stratified_halves(y, seed)
+  # Both folds padded (weight 0) to one length and the classes to a power of two, masked.
+  size = padded_size(int(np.bincount(fold, minlength=FOLDS).max()))
+  xs, ys, ws = (np.zeros((FOLDS, size) + a.shape[1:], a.dtype) for a in (x, y, np.ones(len(y), np.float32)))
+  for f in range(FOLDS):
+    rows = np.flatnonzero(fold == f)
+    xs[f, :len(rows)], ys[f, :len(rows)], ws[f, :len(rows)] = x[rows], y[rows], 1.0
+  keys = jax.random.split(jax.random.PRNGKey(seed), FOLDS)
+  class_mask = np.arange(padded_size(num_classes, minimum=8)) < num_classes
+  tested = xs[::-1]  # the probe of fold f is tested on the other fold
+  predicted = np.asarray(_fit_predict_folds(keys, xs, ys, ws, tested, class_mask, hidden=tuple(hidden),
+                                            steps=steps, learning_rate=learning_rate, l2=l2))
+  accuracy, majority = [], []
+  for f in range(FOLDS):
+    truth, valid = ys[FOLDS - 1 - f], ws[FOLDS - 1 - f] > 0
+    accuracy.append(np.mean(predicted[f][valid] == truth[valid]))
+    majority.append(np.bincount(truth[valid], minlength=num_classes).max() / valid.sum())
+  accuracy, majority = float(np.mean(accuracy)), float(np.mean(majority))
+  return {"leakage": accuracy - majority, "accuracy": accuracy, "majority_rate": majority, "count": len(y)}
+
+
+def _embedding_rows(run, state, split) -> dict:
+  """Every row of ``split``'s embedding and protected attributes, as host numpy (padding dropped)."""
+  data_config, apply_fn = run.config.data, run.model.apply
+
+  def embed(state, batch):
+    outputs, _ = objectives.forward(apply_fn, state.params["model"], state.model_state,
+                                    augment.eval_images(batch, data_config), jax.random.key(0), train=False)
+    return {"embedding": outputs["embedding"], "mask": batch["mask"],
+            **{attribute: batch[attribute] for attribute in ATTRIBUTES}}
+
+  run_rows = run.runner.row_function(embed)
+  parts = [run_rows(state, batch) for batch in pipeline.eval_batches(
+      split.source, global_batch_size=run.config.eval.batch_size, preprocess=run.preprocess, plan=split.plan,
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      num_threads=run.config.train.input_threads)]
+  rows = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+  if jax.process_count() > 1:  # each process holds its slices of the batches; every process needs all
+    rows = {key: np.asarray(multihost_utils.process_allgather(value, tiled=True))
+            for key, value in rows.items()}
+  keep = rows.pop("mask").astype(bool)
+  return {key: value[keep] for key, value in rows.items()}
+
+
+def add_leakage(run, state, results) -> None:
+  """Puts ``leakage_<attribute>`` into each split's metrics in ``results`` and draws its embedding maps.
+
+  ``run`` is the loop's run (its runner, model, data config and evaluated splits), ``state`` the
+  evaluated device state and ``results`` the ``EvalResult`` of each split, changed in place.
+  """
+  for name, result in results.items():
+    rows = _embedding_rows(run, state, run.eval_splits[name])
+    for attribute in ATTRIBUTES:
+      labels = rows[attribute]
+      known = labels >= 0
+      figures = probe_leakage(rows["embedding"][known], labels[known], len(evaluate.ATTRIBUTES[attribute]),
+                              seed=run.config.seed)
+      result.metrics[metric_name(attribute)] = figures["leakage"]
+    if run.chief and len(rows["embedding"]) >= 3:
+      embeddings_lib.write_embedding_plots(
+          run_report.split_dir(run.workdir, name), rows["embedding"],
+          {attribute: (rows[attribute], evaluate.ATTRIBUTES[attribute]) for attribute in ATTRIBUTES},
+          title=name, seed=run.config.seed)
