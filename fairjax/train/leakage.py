@@ -159,8 +159,8 @@ def probe_leakage(embeddings, labels, num_classes: int, *, seed: int = 0, hidden
   return {"leakage": accuracy - majority, "accuracy": accuracy, "majority_rate": majority, "count": len(y)}
 
 
-def _embedding_rows(run, state, split) -> dict:
-  """Every row of ``split``'s embedding and protected attributes, as host numpy (padding dropped)."""
+def _embedder(run):
+  """The runner's per-row function ``(state, batch) -> {embedding, race, gender, mask}`` of this run."""
   data_config, apply_fn = run.config.data, run.model.apply
 
   def embed(state, batch):
@@ -169,8 +169,12 @@ def _embedding_rows(run, state, split) -> dict:
     return {"embedding": outputs["embedding"], "mask": batch["mask"],
             **{attribute: batch[attribute] for attribute in ATTRIBUTES}}
 
-  run_rows = run.runner.row_function(embed)
-  parts = [run_rows(state, batch) for batch in pipeline.eval_batches(
+  return run.runner.row_function(embed)
+
+
+def _embedding_rows(run, embedder, state, split) -> dict:
+  """Every row of ``split``'s embedding and protected attributes, as host numpy (padding dropped)."""
+  parts = [embedder(state, batch) for batch in pipeline.eval_batches(
       split.source, global_batch_size=run.config.eval.batch_size, preprocess=run.preprocess, plan=split.plan,
       process_index=jax.process_index(), process_count=jax.process_count(),
       num_threads=run.config.train.input_threads)]
@@ -188,8 +192,9 @@ def add_leakage(run, state, results) -> None:
   ``run`` is the loop's run (its runner, model, data config and evaluated splits), ``state`` the
   evaluated device state and ``results`` the ``EvalResult`` of each split, changed in place.
   """
+  embedder = _embedder(run)
   for name, result in results.items():
-    rows = _embedding_rows(run, state, run.eval_splits[name])
+    rows = _embedding_rows(run, embedder, state, run.eval_splits[name])
     for attribute in ATTRIBUTES:
       labels = rows[attribute]
       known = labels >= 0
