@@ -15,6 +15,12 @@ steps when the ascent is slow (``multiplier_lr``). The cap bounds the weight a g
 can take in a step. ``epsilon`` is below the 0.1 that seed 000 §8.2 demands, leaving room for the gap to
 widen from training to test images.
 
+Measured (2-core CPU, seed 0, against ``default.py``'s run): on the test split the default reaches gender
+accuracy 0.938 with an equalized-odds gap of 0.089 by race; this config's selected checkpoint (step 500,
+lowest validation loss) 0.875 and 0.150, its last (step 1000) 0.891 and 0.085. So with these options the
+constraints cost accuracy and do not shrink the test gap: the rates of a group of about 3 rows per batch,
+measured under dropout, are a poor estimate of the deployed model's, and the multipliers answer them.
+
 Arguments: 'smoke' shrinks everything to a run of a few seconds (for tests), as for the default.
 """
 
