@@ -139,8 +139,8 @@ def defining_sets(groups, *, seed: int = 0, modality=None) -> np.ndarray:
   return set_ids
 
 
-def fit_subspace(embeddings, set_ids, *, variance: Optional[float] = DEFAULT_VARIANCE, k: Optional[int] = None,
-                 alpha: float = DEFAULT_ALPHA, normalize: bool = True) -> Subspace:
+def fit_subspace(embeddings, set_ids, *, variance: Optional[float] = DEFAULT_VARIANCE,
+                 k: Optional[int] = None, alpha: float = DEFAULT_ALPHA, normalize: bool = True) -> Subspace:
   """Seed 000 §8.3's subspace: PCA of the rows centred by their set's mean.
 
   Args:
@@ -160,8 +160,9 @@ def fit_subspace(embeddings, set_ids, *, variance: Optional[float] = DEFAULT_VAR
     raise ValueError("no row belongs to a set (every set id is -1)")
   sizes = np.bincount(dense)
   if (sizes < 2).any():
-    raise ValueError(f"{int((sizes < 2).sum())} set(s) have a single member (e.g. set {int(ids[np.argmax(sizes < 2)])}), "
-                     "whose residual from its own mean is zero")
+    single = int(ids[np.argmax(sizes < 2)])
+    raise ValueError(f"{int((sizes < 2).sum())} set(s) have a single member (e.g. set {single}), whose "
+                     "residual from its own mean is zero")
   ratio, components = _centred_pca(jnp.asarray(x[used]), jnp.asarray(dense), ids.size, normalize)
   ratio, components = np.asarray(ratio), np.asarray(components)
   rank = int((ratio > _RANK_TOLERANCE * ratio[0]).sum()) if ratio.size and ratio[0] > 0 else 0
@@ -171,7 +172,8 @@ def fit_subspace(embeddings, set_ids, *, variance: Optional[float] = DEFAULT_VAR
   if k is not None:
     if not 1 <= int(k) <= rank:
       raise ValueError(f"k = {k}, but the {int(used.sum())} rows in {ids.size} sets leave a residual of "
-                       f"rank {rank} (at most rows - sets, and at most D = {x.shape[1]}): k must be 1..{rank}")
+                       f"rank {rank} (at most rows - sets, and at most D = {x.shape[1]}): "
+                       f"k must be 1..{rank}")
     k = int(k)
   else:
     k = choose_k(ratio, variance)
@@ -245,7 +247,8 @@ def calibrated_projection(p0, pair_embeddings, lam) -> jax.Array:
   return jnp.linalg.solve(g, jnp.asarray(p0, jnp.float32).T).T
 
 
-def fit_biased_prompts(biased_embeddings, pair_embeddings=None, *, lam: float = DEFAULT_LAMBDA) -> PromptProjection:
+def fit_biased_prompts(biased_embeddings, pair_embeddings=None, *,
+                       lam: float = DEFAULT_LAMBDA) -> PromptProjection:
   """Chuang et al.'s projection from embeddings of biased prompts ``[M, D]`` and, for the calibrated
   form, of positive pairs ``[S, 2, D]`` (None: the plain orthogonal projection P0)."""
   a = _check_embeddings(biased_embeddings, "biased_embeddings")
@@ -274,7 +277,8 @@ def _check_embeddings(embeddings, name: str, dim: Optional[int] = None) -> np.nd
     raise ValueError(f"{name} have dimension {x.shape[1]}; the fitted projection is {dim}-dimensional")
   bad = ~np.isfinite(x).all(axis=1)
   if bad.any():
-    raise ValueError(f"{name}: {int(bad.sum())} row(s) are not finite (NaN or inf), first row {int(np.argmax(bad))}")
+    raise ValueError(f"{name}: {int(bad.sum())} row(s) are not finite (NaN or inf), "
+                     f"first row {int(np.argmax(bad))}")
   zero = np.linalg.norm(x, axis=1) == 0
   if zero.any():
     raise ValueError(f"{name}: {int(zero.sum())} row(s) are zero vectors, first row {int(np.argmax(zero))}")

@@ -16,7 +16,8 @@ Choices, following Berg et al.'s code (github.com/oxai/debias-vision-lang, ``mea
   * a group absent from the top k has ``p_a = 0``; Skew would be -inf, so its p_a is taken as ``1/k``
     (as if it had one image there). That keeps MinSkew finite, and can make the absent group's skew
     the maximum where its desired share is below 1/k (a small group at small k): MaxSkew then reads
-    ``ln(1 / (k q_a))``, which Berg et al.'s numbers include. NDKL needs no smoothing: KL's terms with ``p_a = 0`` are 0 (``0 log 0 = 0``) and q > 0.
+    ``ln(1 / (k q_a))``, which Berg et al.'s numbers include. NDKL needs no smoothing: KL's terms
+    with ``p_a = 0`` are 0 (``0 log 0 = 0``) and q > 0.
   * the desired distribution is ``"uniform"`` over the groups present in the gallery (their "equal
     opportunity"), ``"proportional"``: the gallery's own group shares (their "demographic parity"), or
     a given vector. Groups absent from the gallery are left out (their skew is NaN); a given q must be
@@ -54,8 +55,8 @@ class RetrievalBias:
     if len(names) != self.desired.size:
       raise ValueError(f"{len(names)} group names for {self.desired.size} groups")
     defined = ~np.isnan(self.skew)  # a group absent from the gallery is NaN for every query
-    mean_skew = np.where(defined.any(0), np.where(defined, self.skew, 0).sum(0) / np.maximum(defined.sum(0), 1),
-                         np.nan)
+    total = np.where(defined, self.skew, 0).sum(0)
+    mean_skew = np.where(defined.any(0), total / np.maximum(defined.sum(0), 1), np.nan)
     return {
         "k": self.k, "num_queries": int(self.ndkl.size),
         "max_skew": float(self.max_skew.mean()), "min_skew": float(self.min_skew.mean()),
