@@ -182,6 +182,8 @@ def test_calibrated_projection_solves_its_objective_and_brings_pairs_together():
   objective = lambda q: np.sum((q - p0) ** 2) + 50.0 * pair_distance(q)
   assert objective(p) <= objective(p0)
   np.testing.assert_allclose(debias.fit_biased_prompts(biased, pairs, lam=0.0).matrix, p0, atol=1e-6)
+  # P* = P0 G⁻¹ still ends in P0: what it returns is orthogonal to the biased prompts.
+  np.testing.assert_allclose(np.asarray(calibrated.apply(z[:, 0])) @ _unit(biased).T, 0.0, atol=1e-5)
   assert calibrated.lam == 50.0 and calibrated.num_pairs == 12 and calibrated.num_biased == 4
 
 
