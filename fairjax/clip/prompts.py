@@ -15,6 +15,7 @@ set audited under several names) is encoded once.
 import dataclasses
 from typing import Callable, Mapping, Sequence
 
+import jax
 import numpy as np
 
 from fairjax.data import schema
@@ -104,6 +105,30 @@ def gender_pairs(traits: Sequence[str] = NEUTRAL_TRAITS,
   """Texts that differ only in gender ("a photo of a male kind person." / "... female ..."): the
   positive pairs of Chuang et al. 2023's calibrated projection, which should embed alike."""
   return [(template.format("male", t), template.format("female", t)) for t in traits]
+
+
+def clip_text_encoder(model, params, processor, batch_size: int = 256) -> EncodeText:
+  """``encode_text`` of a Flax CLIP (``fairjax.clip.from_pretrained``) and its ``load_processor``.
+
+  Texts are tokenised as CLIP pads them and encoded ``batch_size`` at a time; a shorter batch is padded
+  up to the next power of two (at most ``batch_size``) by repeating its last text, so a handful of
+  compiled shapes serve every call.
+  """
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  encode = jax.jit(lambda p, ids, mask: model.apply({"params": p}, ids, mask, method=model.encode_text))
+
+  def encode_text(texts: Sequence[str]) -> np.ndarray:
+    texts = list(texts)
+    out = []
+    for start in range(0, len(texts), batch_size):
+      chunk = texts[start:start + batch_size]
+      size = min(batch_size, 1 << (len(chunk) - 1).bit_length())
+      batch = processor.tokenize(chunk + chunk[-1:] * (size - len(chunk)))
+      out.append(np.asarray(encode(params, batch["input_ids"], batch["attention_mask"]))[:len(chunk)])
+    return np.concatenate(out)
+
+  return encode_text
 
 
 def embed_texts(texts: Sequence[str], encode_text: EncodeText) -> np.ndarray:
