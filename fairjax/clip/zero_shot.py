@@ -27,6 +27,7 @@ The sweep counts every threshold in one pass (``fairjax.metrics.threshold_counts
 sweep is run at the next float above each threshold and reported at the threshold itself.
 """
 
+import contextlib
 import dataclasses
 import math
 import warnings
@@ -277,19 +278,12 @@ def audit(
   caught_warnings = []
   gender_audits, race_audits = {}, {}
   for name, probs in probabilities.items():
-    with warnings.catch_warnings(record=True) as caught:
-      warnings.simplefilter("always", report_lib.FairnessWarning)
-      if attribute_of[name] == GENDER:
-        gender_audits[name] = _audit_gender(name, members_of[name], probs[:, 1], gender, race, grid,
-                                            groupings, num_resamples, seed)
-      else:
-        race_audits[name] = _audit_race(name, members_of[name], probs, race, gender, groupings,
-                                        num_resamples, seed)
-    for w in caught:
-      if issubclass(w.category, report_lib.FairnessWarning):
-        caught_warnings.append(f"{name}: {w.message}")
-      else:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if attribute_of[name] == GENDER:
+      gender_audits[name] = _audit_gender(name, members_of[name], probs[:, 1], gender, race, grid,
+                                          groupings, num_resamples, seed, caught_warnings)
+    else:
+      race_audits[name] = _audit_race(name, members_of[name], probs, race, gender, groupings,
+                                      num_resamples, seed, caught_warnings)
   result = ZeroShotAudit(gender_audits, race_audits, int(x.shape[0]), skipped, scale, caught_warnings)
   if caught_warnings:
     warnings.warn(f"{len(caught_warnings)} group figures are undefined (NaN), e.g. {caught_warnings[0]}; "
@@ -297,7 +291,8 @@ def audit(
   return result
 
 
-def _audit_gender(name, members, p_female, gender, race, grid, groupings, num_resamples, seed) -> GenderAudit:
+def _audit_gender(name, members, p_female, gender, race, grid, groupings, num_resamples, seed,
+                  sink) -> GenderAudit:
   scores = jnp.asarray(p_female, jnp.float32)
   strictly_above = np.nextafter(grid, np.float32(np.inf))  # score >= nextafter(t)  <=>  score > t
   race_sweep = thresholds_lib.threshold_counts(scores, gender, race, strictly_above,
@@ -305,25 +300,26 @@ def _audit_gender(name, members, p_female, gender, race, grid, groupings, num_re
   # The race report at 0.5 carries the sweep (as the audit command's report does); its best macro F1
   # threshold is the second operating point.
   default = _operating_point(scores, gender, race, DEFAULT_THRESHOLD, groupings, num_resamples, seed,
-                             sweep=(grid, race_sweep))
+                             (sink, f"{name} / at_0.5"), sweep=(grid, race_sweep))
   sweep = default.reports["race"].summary["threshold_sweep"]
   best = _operating_point(scores, gender, race, float(sweep["best_macro_f1"]["threshold"]), groupings,
-                          num_resamples, seed)
+                          num_resamples, seed, (sink, f"{name} / at_best"))
   true_share = {c: float(np.mean(gender == i)) for i, c in enumerate(schema.GENDERS)}
   return GenderAudit(name, tuple(members), np.asarray(p_female), true_share, sweep, default, best)
 
 
-def _operating_point(scores, gender, race, threshold, groupings, num_resamples, seed,
+def _operating_point(scores, gender, race, threshold, groupings, num_resamples, seed, warn_to,
                      sweep=None) -> OperatingPoint:
   predicted = (scores > jnp.float32(threshold)).astype(jnp.int32)
   labels = {"race": race, "gender": gender}
   reports, counts_of = {}, {}
   for grouping in groupings:
     counts_of[grouping] = _grouped_counts(gender, predicted, labels, grouping, len(schema.GENDERS))
-    reports[grouping] = report_lib.classification_report(
-        counts_of[grouping], group_keys=evaluate.group_keys(grouping), class_names=list(schema.GENDERS),
-        positive_class=1, privileged=_privileged(grouping, counts_of[grouping]),
-        num_resamples=num_resamples, seed=seed, sweep=sweep if grouping == "race" else None)
+    with _collected(*warn_to, grouping):
+      reports[grouping] = report_lib.classification_report(
+          counts_of[grouping], group_keys=evaluate.group_keys(grouping), class_names=list(schema.GENDERS),
+          positive_class=1, privileged=_privileged(grouping, counts_of[grouping]),
+          num_resamples=num_resamples, seed=seed, sweep=sweep if grouping == "race" else None)
   by_race = np.asarray(counts_of["race"])
   overall = confusion.overall_summary(jnp.asarray(by_race))
   errors = by_race.sum((1, 2)) - np.trace(by_race, axis1=1, axis2=2)
@@ -347,15 +343,17 @@ def _operating_point(scores, gender, race, threshold, groupings, num_resamples, 
       reports=reports)
 
 
-def _audit_race(name, members, probabilities, race, gender, groupings, num_resamples, seed) -> RaceAudit:
+def _audit_race(name, members, probabilities, race, gender, groupings, num_resamples, seed,
+                sink) -> RaceAudit:
   predicted = jnp.argmax(jnp.asarray(probabilities), axis=-1).astype(jnp.int32)
   labels = {"race": race, "gender": gender}
   reports, counts_of = {}, {}
   for grouping in groupings:
     counts_of[grouping] = _grouped_counts(race, predicted, labels, grouping, len(schema.RACES))
-    reports[grouping] = report_lib.classification_report(
-        counts_of[grouping], group_keys=evaluate.group_keys(grouping), class_names=list(schema.RACES),
-        privileged=_privileged(grouping, counts_of[grouping]), num_resamples=num_resamples, seed=seed)
+    with _collected(sink, f"{name} / argmax", grouping):
+      reports[grouping] = report_lib.classification_report(
+          counts_of[grouping], group_keys=evaluate.group_keys(grouping), class_names=list(schema.RACES),
+          privileged=_privileged(grouping, counts_of[grouping]), num_resamples=num_resamples, seed=seed)
   by_race = jnp.asarray(counts_of["race"])
   overall = confusion.overall_summary(by_race)
   correct = np.asarray(confusion.group_summary(by_race)["accuracy"])
@@ -371,6 +369,23 @@ def _audit_race(name, members, probabilities, race, gender, groupings, num_resam
       confusion=np.asarray(by_race).sum(0),
       confusion_by_gender=_grouped_counts(race, predicted, labels, "gender", len(schema.RACES)),
       reports=reports)
+
+
+@contextlib.contextmanager
+def _collected(sink: list, prefix: str, grouping: str):
+  """Moves the FairnessWarnings raised inside into ``sink`` as ``"<prefix> / <grouping>: <message>"``.
+
+  A gender classifier grouped by gender always has groups without positives (or negatives): their
+  NaN rates are expected, recorded and written to summary.json, and summed up in one warning.
+  """
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always", report_lib.FairnessWarning)
+    yield
+  for w in caught:
+    if issubclass(w.category, report_lib.FairnessWarning):
+      sink.append(f"{prefix} / {grouping}: {w.message}")
+    else:
+      warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def _grouped_counts(y_true, y_pred, labels, grouping, num_classes):

@@ -1,4 +1,4 @@
-"""The zero-shot audit on the tiny CLIP checkpoint: images and prompts through the Flax model, then the audit."""
+"""Zero-shot audit, debiasing and retrieval bias on embeddings of the tiny CLIP checkpoint."""
 
 import json
 import os
