@@ -39,17 +39,16 @@ from typing import Iterator, Optional, Union
 import numpy as np
 import pandas as pd
 
+from fairjax.data import captions
 from fairjax.data import schema
 
 SPLITS = ("train", "validation", "test")
 NUM_GROUPS = len(schema.RACES)
-# Captions need an adjective for every group; UTKFace's "Others" is mostly Hispanic / Latino faces, and
-# the synthetic group 4 is drawn with mid skin tones and dark-brown hair to match.
-CAPTION_RACE_WORDS = ("White", "Black", "Asian", "Indian", "Latino")
-CAPTION_TEMPLATES = ("a photo of {}", "a close-up photo of the face of {}", "a portrait photo of {}")
-# (last age of the band, age word, noun for males, noun for females)
-AGE_BANDS = ((12, "", "boy", "girl"), (19, "teenage", "boy", "girl"), (35, "young", "man", "woman"),
-             (55, "middle-aged", "man", "woman"), (200, "old", "man", "woman"))
+# Captions are worded by ``captions``, which UTKFace's label-built captions share; the names below are
+# what the caption tokenizer's corpus (``fairjax.clip.tokenizer``) enumerates.
+CAPTION_RACE_WORDS = captions.RACE_WORDS
+CAPTION_TEMPLATES = captions.TEMPLATES
+AGE_BANDS = captions.AGE_BANDS
 MIN_AGE, MAX_AGE = 1, 90
 # What difficulty 1 does to a group's pictures: blur mix, contrast lost, noise standard deviation added.
 BLUR, CONTRAST_LOSS, EXTRA_NOISE = 0.7, 0.5, 0.05
@@ -272,11 +271,7 @@ def _appearance(s: _Stream, female: np.ndarray, age: np.ndarray, race: np.ndarra
   }
 
 
-def _caption(age: int, gender: int, race: int, template: int) -> str:
-  _, word, *nouns = next(band for band in AGE_BANDS if age <= band[0])
-  description = " ".join(w for w in (word, CAPTION_RACE_WORDS[race], nouns[gender]) if w)
-  article = "an" if description[0].lower() in "aeiou" else "a"
-  return CAPTION_TEMPLATES[template].format(f"{article} {description}")
+_caption = captions.caption
 
 
 # --------------------------------------------------------------------------------------------- drawing
@@ -524,11 +519,11 @@ class SyntheticFaces:
     labels = _labels(stream, sampling)
     # Captions annotate like the labels do: they agree with the recorded, possibly noisy, gender.
     template = (stream.bits(5) % np.uint64(len(CAPTION_TEMPLATES))).astype(int)
-    captions = [_caption(*row) for row in zip(labels["age"], labels["gender"], labels["race"], template)]
+    texts = [_caption(*row) for row in zip(labels["age"], labels["gender"], labels["race"], template)]
     frame = pd.DataFrame({
         "file_name": [f"synthetic/{self.config.seed}/{split}/{i}" for i in index],
         **{k: labels[k] for k in ("age", "gender", "race")},
-        "caption": captions, "split": split, "index": index, "true_gender": labels["true_gender"],
+        "caption": texts, "split": split, "index": index, "true_gender": labels["true_gender"],
     })
     latents = _appearance(stream, labels["true_gender"] == 1, labels["age"], labels["race"])
     return pd.concat([frame, pd.DataFrame(latents)], axis=1)
