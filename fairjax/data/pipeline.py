@@ -16,19 +16,26 @@ Work. Decoding, resizing and grayscale conversion run in grain's reader threads,
 thread; random augmentation (and the augmented copies that rebalancing asks for) runs on the
 accelerator inside the jitted step, keyed by the step and the copy's seed (``augment.py``), so it is
 as deterministic as the order.
+
+Text. Given ``text`` (``(record, source_index) -> fields``, e.g. ``captions.CaptionTokens``), the reader
+threads also turn each example's caption into CLIP token ids: batches then carry ``input_ids`` and
+``attention_mask`` (``TEXT_FIELDS``), which contrastive objectives read. Without it batches hold no text.
 """
 
 import dataclasses
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import grain
 import numpy as np
 from PIL import Image
 
+from fairjax.data import captions
+
 # Fields of a batch, besides `image`. `mask` is False on the padding rows of a last eval batch; `weight`
 # is the plan row's example weight (1.0 unless a treatment such as `reweigh` set one; 0.0 on padding).
 LABEL_FIELDS = ("age", "gender", "race")
 BATCH_FIELDS = ("image",) + LABEL_FIELDS + ("augment_seed", "index", "mask", "weight")
+TEXT_FIELDS = captions.TEXT_FIELDS  # input_ids, attention_mask: with a ``text`` stage only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,9 +77,9 @@ def _plan_arrays(num_records: int, plan) -> tuple[np.ndarray, np.ndarray, np.nda
 class _Loader:
   """Plan row → example dict with a preprocessed image (run in grain's reader threads)."""
 
-  def __init__(self, source, source_index, augment_seeds, weights, preprocess):
+  def __init__(self, source, source_index, augment_seeds, weights, preprocess, text=None):
     self.source, self.source_index, self.augment_seeds = source, source_index, augment_seeds
-    self.weights, self.preprocess = weights, preprocess
+    self.weights, self.preprocess, self.text = weights, preprocess, text
 
   def __call__(self, row: int) -> dict:
     if row < 0:  # padding of a last eval batch
@@ -86,6 +93,9 @@ class _Loader:
     example["index"] = np.int32(index)
     example["mask"] = np.bool_(True)
     example["weight"] = self.weights[row]
+    if self.text is not None:
+      fields = self.text(record, index)
+      example.update({name: fields[name] for name in TEXT_FIELDS})
     return example
 
   @property
@@ -133,10 +143,12 @@ def train_batches(
     process_index: int = 0,
     process_count: int = 1,
     num_threads: int = 4,
+    text: Optional[Callable[[dict, int], dict]] = None,
 ) -> Iterator[dict]:
   """This process's slice of each training batch, from ``start_batch`` on, as numpy dicts.
 
   Batches are ``global_batch_size / process_count`` rows; the caller splits them over local devices.
+  ``text`` adds ``TEXT_FIELDS`` from each record (see the module docstring).
   """
   source_index, seeds, weights = _plan_arrays(len(source), plan)
   num_rows = len(source_index)
@@ -147,7 +159,7 @@ def train_batches(
     raise ValueError(f"start_batch {start_batch} outside [0, {num_batches}]")
   order = grain.MapDataset.range(num_rows).shuffle(seed=seed).repeat(num_epochs)
   batches = _host_batches(num_batches, global_batch_size, process_index, process_count,
-                          order.__getitem__, _Loader(source, source_index, seeds, weights, preprocess))
+                          order.__getitem__, _Loader(source, source_index, seeds, weights, preprocess, text))
   yield from batches[start_batch:].to_iter_dataset(_read_options(num_threads))
 
 
@@ -160,6 +172,7 @@ def eval_batches(
     process_index: int = 0,
     process_count: int = 1,
     num_threads: int = 4,
+    text: Optional[Callable[[dict, int], dict]] = None,
 ) -> Iterator[dict]:
   """Every row once, in order, in fixed-size batches; the last is padded with ``mask == False``."""
   source_index, seeds, weights = _plan_arrays(len(source), plan)
@@ -167,7 +180,7 @@ def eval_batches(
   num_batches = -(-num_rows // global_batch_size)
   batches = _host_batches(num_batches, global_batch_size, process_index, process_count,
                           lambda position: position if position < num_rows else -1,
-                          _Loader(source, source_index, seeds, weights, preprocess))
+                          _Loader(source, source_index, seeds, weights, preprocess, text))
   yield from batches.to_iter_dataset(_read_options(num_threads))
 
 

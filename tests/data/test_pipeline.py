@@ -89,3 +89,35 @@ def test_preprocess_resizes_and_converts_gray():
   gray = pipeline.Preprocess((100, 100), grayscale=True)(rgb)
   assert gray.shape == (100, 100, 1) and gray.dtype == np.uint8
   assert pipeline.Preprocess((20, 30))(rgb[..., 0]).shape == (20, 30, 3)  # gray source → RGB
+
+
+def _label_text(record, index):
+  """A stand-in text stage: the fields' values say which record and index they came from."""
+  code = int(record["age"]) * 10 + int(record["race"])
+  return {"input_ids": np.full(4, code, np.int32), "attention_mask": np.full(4, index % 2, np.int32),
+          "ignored": np.zeros(1)}
+
+
+def test_text_fields_only_with_a_text_stage():
+  source = _source()
+  plain = _train(source)[0]
+  assert not set(pipeline.TEXT_FIELDS) & set(plain)
+  for batch in _train(source, text=_label_text):
+    assert set(batch) == set(plain) | set(pipeline.TEXT_FIELDS)
+    np.testing.assert_array_equal(batch["input_ids"][:, 0], batch["age"] * 10 + batch["race"])
+    np.testing.assert_array_equal(batch["attention_mask"][:, 0], batch["index"] % 2)
+  last = list(pipeline.eval_batches(source, global_batch_size=8, preprocess=PRE, text=_label_text))[-1]
+  assert last["input_ids"].shape == (8, 4) and not last["mask"][-3:].any()
+  assert (last["attention_mask"][~last["mask"]] == 0).all()  # padding rows attend to nothing
+
+
+def test_captions_from_labels_for_a_source_without_them():
+  import os  # pylint: disable=g-import-not-at-top
+  from fairjax.data import captions  # pylint: disable=g-import-not-at-top
+  tokens = captions.CaptionTokens(os.path.join(os.path.dirname(os.path.dirname(__file__)), "clip", "testdata",
+                                               "eos_gelu"))
+  source = _source()
+  batch = next(pipeline.eval_batches(source, global_batch_size=8, preprocess=PRE, text=tokens))
+  for i, ids in zip(batch["index"], batch["input_ids"]):
+    expected = captions.caption(int(i), int(i) % 2, int(i) % 5, captions.template_of(int(i)))
+    np.testing.assert_array_equal(ids, tokens.tokenize(expected)["input_ids"])
