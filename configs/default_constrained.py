@@ -50,5 +50,7 @@ def get_config(arg: str = ""):
       multiplier_lr=0.01,
       multiplier_max=2.0,
       temperature=1.0,
+      rate_decay=0.99,
+      deterministic_rates=True,
   ))
   return config

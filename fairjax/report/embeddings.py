@@ -122,10 +122,9 @@ def subsample(num_rows: int, max_points: int, seed: int) -> np.ndarray:
   return np.sort(np.random.default_rng(seed).choice(num_rows, max_points, replace=False))
 
 
-def plot_embedding(points, labels, class_names: Sequence[str], path: str, title: str = "") -> None:
-  """A scatter of 2-D ``points`` coloured by integer ``labels`` (unknown, -1, in grey)."""
+def draw_embedding(ax, points, labels, class_names: Sequence[str], title: str = "") -> None:
+  """Scatters 2-D ``points`` on ``ax``, coloured by integer ``labels`` (unknown, -1, in grey)."""
   points, labels = np.asarray(points), np.asarray(labels)
-  fig, ax = plt.subplots(figsize=(6.0, 5.4))
   colours = plt.get_cmap("tab10")
   unknown = labels < 0
   if unknown.any():
@@ -139,8 +138,46 @@ def plot_embedding(points, labels, class_names: Sequence[str], path: str, title:
   ax.set_yticks([])
   ax.legend(fontsize="x-small", markerscale=2, loc="best")
   ax.set_title(title or "t-SNE of the embedding", fontsize="small")
+
+
+def plot_embedding(points, labels, class_names: Sequence[str], path: str, title: str = "") -> None:
+  """A scatter of 2-D ``points`` coloured by integer ``labels`` (unknown, -1, in grey)."""
+  fig, ax = plt.subplots(figsize=(6.0, 5.4))
+  draw_embedding(ax, points, labels, class_names, title)
   fig.savefig(path, dpi=110, bbox_inches="tight")
   plt.close(fig)
+
+
+def plot_embedding_grid(panels, path: str, title: str = "") -> None:
+  """One figure of t-SNE maps in rows and columns, as seed 004 lays out its Figures 8-9.
+
+  ``panels`` is a list of rows, each a list of ``None`` (an empty cell) or a dict with ``points``,
+  ``labels``, ``class_names`` and ``title``, as ``draw_embedding`` takes them.
+  """
+  rows, columns = len(panels), max(len(row) for row in panels)
+  fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.4 * rows), squeeze=False)
+  for r, row in enumerate(panels):
+    for c in range(columns):
+      panel = row[c] if c < len(row) else None
+      if panel is None:
+        axes[r, c].axis("off")
+      else:
+        draw_embedding(axes[r, c], panel["points"], panel["labels"], panel["class_names"], panel["title"])
+  if title:
+    fig.suptitle(title, fontsize="medium")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110, bbox_inches="tight")
+  plt.close(fig)
+
+
+POINTS_FILE = "embedding_points.npz"
+
+
+def load_points(directory: str) -> dict:
+  """What ``write_embedding_plots`` saved in ``directory``: ``points`` [N, 2], ``rows`` (the
+  subsampled rows' indices) and, per attribute, ``labels/<attribute>`` and ``classes/<attribute>``."""
+  with np.load(os.path.join(directory, POINTS_FILE), allow_pickle=False) as saved:
+    return {key: saved[key] for key in saved.files}
 
 
 def write_embedding_plots(directory: str, embeddings,
@@ -150,15 +187,20 @@ def write_embedding_plots(directory: str, embeddings,
 
   ``attributes`` maps a name to (integer labels per row, class names). One t-SNE of at most
   ``max_points`` rows (drawn by ``seed``) serves every attribute, so the maps differ only in colour.
+  The projection itself is kept in ``directory/embedding_points.npz`` (``load_points``), so that
+  figures comparing several runs (``experiments/``) redraw the same maps without projecting again.
   """
   index = subsample(len(embeddings), max_points, seed)
   points = tsne(np.asarray(embeddings)[index])
   os.makedirs(directory, exist_ok=True)
-  written = []
+  written, saved = [], {"points": points, "rows": index}
   for name, (labels, class_names) in attributes.items():
     file_name = f"embedding_{name}.png"
     caption = f"{title}: embedding by {name}" if title else f"embedding by {name}"
     plot_embedding(points, np.asarray(labels)[index], class_names, os.path.join(directory, file_name),
                    title=f"{caption} (t-SNE, {len(index)} points)")
     written.append(file_name)
+    saved[f"labels/{name}"] = np.asarray(labels)[index]
+    saved[f"classes/{name}"] = np.asarray([str(c) for c in class_names])
+  np.savez(os.path.join(directory, POINTS_FILE), **saved)
   return written

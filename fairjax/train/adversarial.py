@@ -105,7 +105,9 @@ class HeadsOnly(nn.Module):
     return heads_lib.head_outputs(self.specs, x, train)
 
 
-def _head_param_names(spec: heads_lib.HeadSpec) -> tuple[str, ...]:
+def head_param_names(spec: heads_lib.HeadSpec) -> tuple[str, ...]:
+  """The names of a head's layers at the top of its model's parameters, as ``heads.head_outputs``
+  creates them: its hidden layers, then its output layer."""
   return tuple(f"{spec.name}_fc{i + 1}" for i in range(len(spec.hidden))) + (spec.name,)
 
 
@@ -159,7 +161,7 @@ class _Unlearning:
     """The protected head's parameters: the model's own layers, or the adversary's."""
     spec, own_head = self.protected[attribute]
     source = params["model"] if own_head else params[ADVERSARY]
-    return {name: source[name] for name in _head_param_names(spec)}
+    return {name: source[name] for name in head_param_names(spec)}
 
   def apply_head(self, attribute: str, head_params, embedding, rng):
     spec, _ = self.protected[attribute]

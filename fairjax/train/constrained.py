@@ -68,6 +68,7 @@ from jax import lax
 import jax.numpy as jnp
 
 from fairjax.models import heads as heads_lib
+from fairjax.train import adversarial
 from fairjax.train import collectives
 from fairjax.train import evaluate
 from fairjax.train import objectives
@@ -187,9 +188,11 @@ class _GroupRateObjective(objectives.Standard, abc.ABC):
   """The standard loss plus a term on the rates of one head's predictions across groups."""
 
   def __init__(self, model, head: Optional[str] = None, attributes: Sequence[str] = ("race",),
-               constraint: str = "equalized_odds", temperature: float = 1.0):
+               constraint: str = "equalized_odds", temperature: float = 1.0,
+               deterministic_rates: bool = False):
     super().__init__(model)
     self.spec = classifier_head(model, head)
+    self.deterministic_rates = bool(deterministic_rates)
     self.attributes = (attributes,) if isinstance(attributes, str) else tuple(attributes)
     if not self.attributes:
       raise ValueError("a fairness objective needs at least one grouping in attributes=")
@@ -214,11 +217,23 @@ class _GroupRateObjective(objectives.Standard, abc.ABC):
   def fairness_term(self, outputs, batch, objective_state, axis_name):
     """``(term, new objective_state, metrics)``; ``term`` is added to the standard loss."""
 
+  def rate_outputs(self, model_params, outputs):
+    """The outputs the rates are measured on: the training forward pass's, or with
+    ``deterministic_rates`` the constrained head applied again to the embedding, which is the
+    deployed model's output wherever the model's only randomness is dropout in front of its heads
+    (``heads.head_outputs`` on the ``'embedding'``, as in every KerasCNN)."""
+    if not self.deterministic_rates:
+      return outputs
+    head_params = {name: model_params[name] for name in adversarial.head_param_names(self.spec)}
+    output = adversarial.HeadsOnly((self.spec,)).apply({"params": head_params}, outputs["embedding"])
+    return {**outputs, self.spec.name: output[self.spec.name]}
+
   def loss(self, params, state, batch, rng, apply_fn, axis_name):
     outputs, model_state = objectives.forward(apply_fn, params["model"], state.model_state,
                                               objectives.model_images(batch), rng, train=True)
     task, metrics = self.task_loss(params["model"], outputs, batch, axis_name)
-    term, objective_state, fairness = self.fairness_term(outputs, batch, state.objective_state, axis_name)
+    term, objective_state, fairness = self.fairness_term(self.rate_outputs(params["model"], outputs), batch,
+                                                         state.objective_state, axis_name)
     metrics.update({f"fairness/{k}": v for k, v in fairness.items()})
     metrics["fairness/term"] = lax.pmean(lax.stop_gradient(term), axis_name)
     return task + term, {"model_state": model_state, "objective_state": objective_state, "metrics": metrics}
@@ -243,32 +258,58 @@ class Constrained(_GroupRateObjective):
 
   Options: head, attributes (groupings), constraint, epsilon (the largest allowed gap), multiplier_lr
   (ascent step of the multipliers per unit of violation), multiplier_max (their cap: bounds how far the
-  game can trade the task loss for the constraints), temperature (of the sigmoid / softmax surrogates).
+  game can trade the task loss for the constraints), temperature (of the sigmoid / softmax surrogates),
+  rate_decay (of the pooled group counts; 0: each batch alone), deterministic_rates (measure the rates
+  without the dropout in front of the head).
   """
 
   def __init__(self, model, head: Optional[str] = None, attributes: Sequence[str] = ("race",),
                constraint: str = "equalized_odds", epsilon: float = 0.05, multiplier_lr: float = 0.01,
-               multiplier_max: float = 10.0, temperature: float = 1.0):
-    super().__init__(model, head, attributes, constraint, temperature)
+               multiplier_max: float = 10.0, temperature: float = 1.0, rate_decay: float = 0.0,
+               deterministic_rates: bool = False):
+    super().__init__(model, head, attributes, constraint, temperature, deterministic_rates)
     if not 0 <= epsilon < 1:
       raise ValueError(f"epsilon must lie in [0, 1), got {epsilon}")
     if multiplier_lr <= 0 or multiplier_max <= 0:
       raise ValueError(f"multiplier_lr and multiplier_max must be positive, got {multiplier_lr}, "
                        f"{multiplier_max}")
+    if not 0 <= rate_decay < 1:
+      raise ValueError(f"rate_decay must lie in [0, 1), got {rate_decay}")
     self.epsilon, self.multiplier_lr, self.multiplier_max = epsilon, multiplier_lr, multiplier_max
+    self.rate_decay = float(rate_decay)
 
   def init_state(self, params) -> dict:
     del params
-    shape = lambda g: (len(self.rate_names), num_groups(g), num_groups(g), constrained_classes(self.spec))
-    return {"multipliers": {g: jnp.zeros(shape(g), jnp.float32) for g in self.attributes}}
+    classes = constrained_classes(self.spec)
+    shape = lambda g: (len(self.rate_names), num_groups(g), num_groups(g), classes)
+    zero_counts = lambda g: {"count": jnp.zeros((num_groups(g),), jnp.float32),
+                             **{k: jnp.zeros((num_groups(g), classes), jnp.float32)
+                                for k in ("positives", "predicted", "true_positives")}}
+    return {"multipliers": {g: jnp.zeros(shape(g), jnp.float32) for g in self.attributes},
+            "counts": {g: zero_counts(g) for g in self.attributes},
+            "count_weight": jnp.zeros((), jnp.float32)}
 
   def fairness_term(self, outputs, batch, objective_state, axis_name):
     y, hard, soft, valid = self.predictions(outputs, batch)
-    term, multipliers, metrics = 0.0, {}, {}
+    decay = self.rate_decay
+    # Total weight of the moving averages (1 - decay^t after t steps): dividing by it makes them the
+    # mean per-batch counts from the first step on, as Adam corrects its moments.
+    weight = decay * objective_state["count_weight"] + (1.0 - decay)
+    term, multipliers, pooled_counts, metrics = 0.0, {}, {}, {}
     for grouping in self.attributes:
       member = members(batch, grouping, valid)
-      surrogate, _ = self._gaps(member, y, soft, axis_name, differentiable=True)
-      gaps, active = self._gaps(member, y, hard, axis_name, differentiable=False)
+      batch_counts = lax.psum(lax.stop_gradient(group_counts(member, y, hard)), axis_name)
+      pooled_counts[grouping] = jax.tree.map(lambda old, new: decay * old + (1.0 - decay) * new,
+                                             objective_state["counts"][grouping], batch_counts)
+      pooled = jax.tree.map(lambda c: c / weight, pooled_counts[grouping])
+      gaps, active = pairwise_gaps(*group_rates(pooled, self.rate_names))
+      # The surrogate rates: this batch's soft numerators over the pooled denominators. Linear in
+      # the batch's rows, so their gradient is an unbiased estimate of the pooled rates' gradient.
+      soft_counts = collectives.global_sum(group_counts(member, y, soft), axis_name)
+      surrogate, _ = pairwise_gaps(*group_rates(
+          {"count": pooled["count"], "positives": pooled["positives"],
+           "predicted": soft_counts["predicted"], "true_positives": soft_counts["true_positives"]},
+          self.rate_names))
       old = objective_state["multipliers"][grouping]
       term += jnp.sum(jnp.where(active, old * (surrogate - self.epsilon), 0.0))
       ascended = jnp.clip(old + self.multiplier_lr * (gaps - self.epsilon), 0.0, self.multiplier_max)
@@ -276,7 +317,8 @@ class Constrained(_GroupRateObjective):
       metrics[f"{grouping}/gap"] = jnp.max(largest_gap(gaps, active))
       metrics[f"{grouping}/multiplier_max"] = jnp.max(multipliers[grouping])
       metrics[f"{grouping}/multiplier_sum"] = jnp.sum(multipliers[grouping])
-    return term, {"multipliers": multipliers}, metrics
+    new_state = {"multipliers": multipliers, "counts": pooled_counts, "count_weight": weight}
+    return term, new_state, metrics
 
 
 @objectives.register("gap_penalty")
@@ -284,8 +326,9 @@ class GapPenalty(_GroupRateObjective):
   """Loss + weight * the sum of the surrogate rates' max - min gaps: a fixed price on unfairness."""
 
   def __init__(self, model, head: Optional[str] = None, attributes: Sequence[str] = ("race",),
-               constraint: str = "equalized_odds", weight: float = 1.0, temperature: float = 1.0):
-    super().__init__(model, head, attributes, constraint, temperature)
+               constraint: str = "equalized_odds", weight: float = 1.0, temperature: float = 1.0,
+               deterministic_rates: bool = False):
+    super().__init__(model, head, attributes, constraint, temperature, deterministic_rates)
     if weight < 0:
       raise ValueError(f"weight must be non-negative, got {weight}")
     self.weight = weight
@@ -339,8 +382,8 @@ class MinDiff(_GroupRateObjective):
 
   def __init__(self, model, head: Optional[str] = None, attributes: Sequence[str] = ("race",),
                constraint: str = "equalized_odds", weight: float = 1.0, kernel_width: float = 0.1,
-               temperature: float = 1.0):
-    super().__init__(model, head, attributes, constraint, temperature)
+               temperature: float = 1.0, deterministic_rates: bool = False):
+    super().__init__(model, head, attributes, constraint, temperature, deterministic_rates)
     if weight < 0 or kernel_width <= 0:
       raise ValueError(f"weight must be non-negative and kernel_width positive, got {weight}, {kernel_width}")
     self.weight, self.kernel_width = weight, kernel_width

@@ -111,14 +111,24 @@ def _objective(name, **options):
   return model, objectives.get_objective(name, model, **options)
 
 
+def _with_multipliers(objective, value):
+  """The objective's initial state with every multiplier at ``value``."""
+  state = objective.init_state(None)
+  return {**state, "multipliers": jax.tree.map(lambda m: jnp.full_like(m, value), state["multipliers"])}
+
+
+def _term(objective, logits, batch, state):
+  return on_one_axis(lambda out, b, st: objective.fairness_term(out, b, st, AXIS), {"gender": logits}, batch,
+                     state)
+
+
 def test_constrained_term_and_multiplier_ascent_by_hand():
   model, objective = _objective("constrained", epsilon=0.1, multiplier_lr=1.0, multiplier_max=0.9)
   state = objective.init_state(None)
-  assert jax.tree.map(jnp.shape, state) == {"multipliers": {"race": (2, 5, 5, 1)}}
-  old = jnp.full((2, 5, 5, 1), 0.3)
-  term, new, metrics = on_one_axis(
-      lambda out, b, st: objective.fairness_term(out, b, st, AXIS),
-      {"gender": LOGITS}, BATCH, {"multipliers": {"race": old}})
+  assert jax.tree.map(jnp.shape, state["multipliers"]) == {"race": (2, 5, 5, 1)}
+  assert jax.tree.map(jnp.shape, state["counts"]) == {"race": {"count": (5,), "positives": (5, 1),
+                                                               "predicted": (5, 1), "true_positives": (5, 1)}}
+  term, new, metrics = _term(objective, LOGITS, BATCH, _with_multipliers(objective, 0.3))
   s = sigmoid(LOGITS)
   tpr_gap = (s[0] + s[1]) / 2 - s[3]  # race 0 minus race 1, surrogate
   fpr_gap = s[2] - (s[4] + s[5]) / 2
@@ -134,10 +144,85 @@ def test_constrained_term_and_multiplier_ascent_by_hand():
   np.testing.assert_allclose(lam[:, 2, 3], [0.3, 0.3])
   assert float(metrics["race/gap"]) == pytest.approx(0.5)
   assert float(metrics["race/multiplier_max"]) == pytest.approx(0.7)
+  # Without pooling (rate_decay 0) the kept counts are this batch's: race 0 has 3 rows, 2 positives,
+  # 2 predicted (rows 0, 2), 1 true positive; race 1 has 3 rows, 1 positive, 1 predicted (row 4), none.
+  counts = new["counts"]["race"]
+  np.testing.assert_array_equal(counts["count"], [3, 3, 0, 0, 0])
+  np.testing.assert_array_equal(counts["positives"][:, 0], [2, 1, 0, 0, 0])
+  np.testing.assert_array_equal(counts["predicted"][:, 0], [2, 1, 0, 0, 0])
+  np.testing.assert_array_equal(counts["true_positives"][:, 0], [1, 0, 0, 0, 0])
+  assert float(new["count_weight"]) == 1.0
   # Once more, the violated multiplier would reach 1.1 and stops at its cap, 0.9.
-  _, again, _ = on_one_axis(lambda out, b, st: objective.fairness_term(out, b, st, AXIS),
-                            {"gender": LOGITS}, BATCH, new)
+  _, again, _ = _term(objective, LOGITS, BATCH, new)
   np.testing.assert_allclose(again["multipliers"]["race"][:, 0, 1, 0], [0.9, 0.9], rtol=1e-6)
+
+
+# A second batch: race 0 rows (positive, predicted), (negative, not predicted); race 1 rows (positive,
+# predicted), (negative, predicted). Its own rates: TPR 1 and 1, FPR 0 and 1.
+LOGITS_2 = np.array([1.0, -1.0, 2.0, 0.5], np.float32)
+BATCH_2 = {"gender": np.array([1, 0, 1, 0], np.int32), "race": np.array([0, 0, 1, 1], np.int32)}
+
+
+def test_pooled_rates_and_surrogates_by_hand():
+  """With rate_decay 0.5 the multipliers answer the rates of the decayed sums of both batches' counts,
+  and the surrogate divides this batch's soft sums by the pooled (mean per batch) denominators."""
+  _, objective = _objective("constrained", epsilon=0.1, multiplier_lr=1.0, rate_decay=0.5)
+  _, first, _ = _term(objective, LOGITS, BATCH, objective.init_state(None))
+  assert float(first["count_weight"]) == pytest.approx(0.5)  # 1 - 0.5: the first batch alone, halved
+  np.testing.assert_allclose(first["counts"]["race"]["count"][:2], [1.5, 1.5])
+  start = {**first, "multipliers": jax.tree.map(lambda m: jnp.full_like(m, 0.3), first["multipliers"])}
+  term, second, metrics = _term(objective, LOGITS_2, BATCH_2, start)
+  assert float(second["count_weight"]) == pytest.approx(0.75)
+  # Pooled mean counts per batch, (0.25 * first + 0.5 * second) / 0.75:
+  #   race 0: positives (2 + 2 * 1) / 3 = 4/3, true positives (1 + 2 * 1) / 3 = 1, negatives
+  #           (1 + 2 * 1) / 3 = 1, false positives (1 + 0) / 3 = 1/3 -> TPR 3/4, FPR 1/3;
+  #   race 1: positives (1 + 2) / 3 = 1, true positives (0 + 2) / 3 = 2/3, negatives (2 + 2) / 3 = 4/3,
+  #           false positives (1 + 2) / 3 = 1 -> TPR 2/3, FPR 3/4.
+  tpr, fpr = np.array([3 / 4, 2 / 3]), np.array([1 / 3, 3 / 4])
+  lam = second["multipliers"]["race"][..., 0]
+  np.testing.assert_allclose(lam[0, 0, 1], 0.3 + (tpr[0] - tpr[1] - 0.1), rtol=1e-5)  # violated by -1/60
+  np.testing.assert_allclose(lam[1, 1, 0], 0.3 + (fpr[1] - fpr[0] - 0.1), rtol=1e-5)  # violated by 19/60
+  np.testing.assert_allclose(lam[1, 0, 1], 0.0)  # 0.3 + (-5/12 - 0.1) stops at 0
+  assert float(metrics["race/gap"]) == pytest.approx(fpr[1] - fpr[0], rel=1e-5)
+  # Surrogates: soft sums of this batch over the pooled denominators.
+  s = sigmoid(LOGITS_2)
+  soft_tpr = np.array([s[0] / (4 / 3), s[2] / 1.0])
+  soft_fpr = np.array([s[1] / 1.0, s[3] / (4 / 3)])
+  expected = 0.0
+  for rates in (soft_tpr, soft_fpr):
+    expected += 0.3 * ((rates[0] - rates[1] - 0.1) + (rates[1] - rates[0] - 0.1))
+  np.testing.assert_allclose(term, expected, rtol=1e-5)
+  # Its gradient is linear in the rows: d term / d logit_0 = 0.3 * (1 - 1) * ... = 0 for symmetric
+  # multipliers; with only lambda[tpr, 0, 1] = 1 it is s'(z_0) / (4/3) for row 0 and -s'(z_2) for row 2.
+  only = {**first, "multipliers": {"race": jnp.zeros((2, 5, 5, 1)).at[0, 0, 1, 0].set(1.0)}}
+  grad = jax.grad(lambda z: _term(objective, z, BATCH_2, only)[0])(LOGITS_2)
+  np.testing.assert_allclose(grad, [s[0] * (1 - s[0]) / (4 / 3), 0.0, -s[2] * (1 - s[2]), 0.0], rtol=1e-5)
+
+
+class DropoutFaces(nn.Module):
+  """An embedding, dropout in front of the head (as a KerasCNN), one sigmoid unit."""
+
+  heads: tuple = (heads_lib.HeadSpec("gender", "binary"),)
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    h = nn.tanh(nn.Dense(6)(x.reshape(x.shape[0], -1)))
+    d = nn.Dropout(0.5, deterministic=not train)(h)
+    return {"embedding": h, **heads_lib.head_outputs(self.heads, d, train)}
+
+
+def test_deterministic_rates_are_those_of_the_model_without_dropout():
+  model = DropoutFaces()
+  images = jnp.asarray(np.random.default_rng(0).uniform(size=(6, 2, 2, 1)), jnp.float32)
+  params = model.init(jax.random.key(0), images)["params"]
+  trained = model.apply({"params": params}, images, train=True, rngs={"dropout": jax.random.key(1)})
+  deployed = model.apply({"params": params}, images, train=False)
+  assert not np.allclose(trained["gender"], deployed["gender"])
+  plain = objectives.get_objective("constrained", model)
+  deterministic = objectives.get_objective("constrained", model, deterministic_rates=True)
+  np.testing.assert_array_equal(plain.rate_outputs(params, trained)["gender"], trained["gender"])
+  np.testing.assert_allclose(deterministic.rate_outputs(params, trained)["gender"], deployed["gender"],
+                             rtol=1e-6)
 
 
 def test_the_lagrangian_pushes_the_favoured_group_down():
@@ -146,7 +231,8 @@ def test_the_lagrangian_pushes_the_favoured_group_down():
   _, objective = _objective("constrained", constraint="equal_opportunity")
   lam = jnp.zeros((1, 5, 5, 1)).at[0, 0, 1, 0].set(1.0)
   grad = jax.grad(lambda z: on_one_axis(lambda out, b, st: objective.fairness_term(out, b, st, AXIS)[0],
-                                        {"gender": z}, BATCH, {"multipliers": {"race": lam}}))(LOGITS)
+                                        {"gender": z}, BATCH,
+                                        {**objective.init_state(None), "multipliers": {"race": lam}}))(LOGITS)
   assert grad[0] > 0 and grad[1] > 0 and grad[3] < 0  # race 0's positives down, race 1's up
   np.testing.assert_array_equal(np.asarray(grad)[[2, 4, 5]], 0.0)  # negatives do not enter TPR
 
@@ -258,6 +344,7 @@ def _run(mapper, num_devices, state, batches, step):
 
 OPTIONS = [
     ("constrained", dict(epsilon=0.05, multiplier_lr=0.5)),
+    ("constrained", dict(epsilon=0.05, multiplier_lr=0.5, rate_decay=0.9, deterministic_rates=True)),
     ("gap_penalty", dict(weight=2.0)),
     ("mindiff", dict(weight=5.0, kernel_width=0.3)),
 ]

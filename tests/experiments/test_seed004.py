@@ -1,0 +1,138 @@
+"""Seed 004's experiment: its configs, table and checks from given metrics, and a smoke run end to end."""
+
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments import seed004_unlearning as experiment
+from fairjax.models import registry as model_registry
+from fairjax.train import config as config_lib
+from fairjax.train import loop
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _config_module():
+  spec = importlib.util.spec_from_file_location("_test_seed004_config", experiment.CONFIG_FILE)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@pytest.mark.parametrize("model", ["m1", "m2", "m3", "grl", "constrained"])
+@pytest.mark.parametrize("extra", ["utkface", "synthetic", "synthetic,cpu", "synthetic,smoke", "utkface,cpu,smoke"])
+def test_every_model_word_builds_a_valid_config_whose_model_fits(model, extra):
+  config = _config_module().get_config(f"{model},{extra}")
+  config_lib.check_config(config)
+  built = loop.build_model(config)
+  model_registry.abstract_variables(built)
+  heads = [h.name for h in built.heads]
+  assert heads == (["age"] if model == "constrained" else ["age", "gender"])
+  assert config.model.name == "jlu_cnn" and config.data.splits == "bias"
+  assert config.eval.primary_head == "age" and config.eval.primary_grouping == "gender"
+
+
+def test_the_models_are_the_seeds_alphas_and_the_two_comparisons():
+  module = _config_module()
+  alphas = {word: module.get_config(word).objective.options.alpha for word in ("m1", "m2", "m3")}
+  assert alphas == {"m1": 0.0, "m2": 1.0, "m3": 0.4}
+  assert all(module.get_config(w).objective.name == "jlu" for w in ("", "m1", "m2", "m3"))
+  grl = module.get_config("grl,synthetic")
+  assert grl.objective.name == "grl" and tuple(grl.objective.options.attributes) == ("gender",)
+  constrained = module.get_config("constrained")
+  assert constrained.objective.name == "constrained" and constrained.objective.options.head == "age"
+  # Everything but the objective (and the constrained model's missing gender head) is shared.
+  plain = module.get_config("m1").to_dict()
+  for word in ("m2", "grl"):
+    other = module.get_config(word).to_dict()
+    other["objective"] = plain["objective"]
+    assert other == plain
+  cpu = module.get_config("m1,cpu")
+  assert cpu.data.image_size == 64 and tuple(cpu.model.kwargs.convs[0]) == (16, True)
+  assert module.get_config("m1").data.image_size == 96
+
+
+def test_bad_arguments_are_errors():
+  module = _config_module()
+  with pytest.raises(ValueError, match="unknown argument"):
+    module.get_config("m4")
+  with pytest.raises(ValueError, match="choose one model"):
+    module.get_config("m1,m2")
+  with pytest.raises(ValueError, match="choose one model"):
+    module.get_config("utkface,synthetic")
+  with pytest.raises(ValueError, match="unknown data set"):
+    experiment.model_config("m1", "celeb_a")
+  with pytest.raises(ValueError, match="--manual_dir is for"):
+    experiment.model_config("m1", "synthetic_faces", manual_dir="/data")
+
+
+def _metrics(ebd_accuracy, leakage, gender=0.5):
+  return {"EBD/age/accuracy": ebd_accuracy, "BD_complement/age/accuracy": 0.3, "validation/age/accuracy": 0.6,
+          "EBD/age/mae": 6.0, "EBD/leakage_gender": leakage, "BD_complement/leakage_gender": leakage,
+          "validation/leakage_gender": 0.4, "EBD/gender/accuracy": gender,
+          "EBD/age/gender/equalized_odds_difference": 0.1}
+
+
+def test_table_and_acceptance_from_given_metrics(tmp_path):
+  results = {"constrained": {**_metrics(0.40, 0.30), "EBD/gender/accuracy": None},
+             "m2": _metrics(0.47, 0.049), "m1": _metrics(0.46, 0.35, 0.9), "m3": _metrics(0.45, 0.01),
+             "grl": _metrics(0.48, -0.08)}
+  rows = experiment.table_rows(results)
+  assert [row["model"] for row in rows] == ["m1", "m3", "m2", "grl", "constrained"]  # the seed's order
+  assert rows[2]["seed_age_accuracy_EBD"] == 0.49 and rows[2]["seed_gender_accuracy"] == 0.53
+  assert np.isnan(rows[4]["gender_head_accuracy_EBD"])  # a missing figure is NaN, not 0
+  checks = experiment.acceptance(rows)
+  assert len(checks) == 3
+  assert checks[0].startswith("M3") and "BELOW" in checks[0] and checks[0].endswith("NOT met")
+  assert checks[1].startswith("M2") and "(within" in checks[1] and checks[1].endswith("-> met")
+  assert checks[2].startswith("GRL") and "NOT within" in checks[2]
+  assert experiment.acceptance(rows[1:])[0].startswith("M1 was not run")
+  experiment.write_table(rows, str(tmp_path), "synthetic_faces", smoke=False)
+  with open(tmp_path / "results.csv") as f:
+    table = list(csv.DictReader(f))
+  assert [row["label"] for row in table] == ["M1", "M3", "M2", "GRL", "Constrained"]
+  assert float(table[0]["age_accuracy_EBD"]) == 0.46
+  markdown = (tmp_path / "results.md").read_text()
+  assert "| M2 | JLU alpha = 1 | 47.0 % | 49.0 % |" in markdown
+  assert "## Acceptance" in markdown and "embeddings_gender.png" in markdown
+
+
+def _experiment(*flags):
+  return subprocess.run([sys.executable, "-m", "experiments.seed004_unlearning", *flags], capture_output=True,
+                        text=True, cwd=ROOT, check=False)
+
+
+@pytest.mark.slow
+def test_smoke_experiment_end_to_end_and_resumed(tmp_path):
+  output = tmp_path / "out"
+  flags = ["--dataset=synthetic_faces", f"--output_dir={output}", "--smoke", "--models=m1,m2"]
+  result = _experiment(*flags)
+  assert result.returncode == 0, result.stderr[-3000:]
+  for model in ("m1", "m2"):
+    summary = json.loads((output / model / "report" / "EBD" / "summary.json").read_text())
+    assert -1.0 <= summary["leakage_gender"] <= 1.0
+    assert (output / model / "report" / "EBD" / "embedding_points.npz").exists()
+  with open(output / "results.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert [row["model"] for row in rows] == ["m1", "m2"]
+  final = json.loads((output / "m2" / "report" / "final_metrics.json").read_text())
+  assert float(rows[1]["leakage_gender_EBD"]) == pytest.approx(final["EBD/leakage_gender"])
+  assert float(rows[1]["age_accuracy_EBD"]) == pytest.approx(final["EBD/age/accuracy"])
+  assert (output / "embeddings_gender.png").stat().st_size > 10_000
+  assert "## Acceptance" in (output / "results.md").read_text()
+  # A second call finds both runs finished and only redraws the outputs.
+  stamp = os.path.getmtime(output / "m1" / "report" / "final_metrics.json")
+  result = _experiment(*flags)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.count("not trained again") == 2
+  assert os.path.getmtime(output / "m1" / "report" / "final_metrics.json") == stamp
+  # A workdir of another config is not taken for a finished run.
+  os.rename(output / "m1", output / "m3")
+  result = _experiment(*flags[:-1], "--models=m3")
+  assert result.returncode != 0 and "another config" in result.stderr
