@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence, Unio
 from flax import traverse_util
 import jax
 import jax.numpy as jnp
+import ml_dtypes  # pylint: disable=unused-import  (registers bfloat16 with NumPy: safetensors reads bf16 files)
 import numpy as np
 from safetensors import numpy as safetensors_numpy
 
@@ -238,11 +239,10 @@ def params_from_tensors(config: clip_lib.CLIPConfig, tensors: dict[str, np.ndarr
 
 
 def _hf_shapes(mapping: Sequence[_Tensor], expected: dict) -> dict[str, tuple[int, ...]]:
-  """The shape each HF tensor must have: our abstract shape taken back through ``to_hf``."""
+  """The shape each HF tensor must have: our abstract shape taken back through ``to_hf`` (nothing allocated)."""
   shapes = {}
   for entry in mapping:
-    zeros = np.zeros(expected[entry.path].shape, np.float32)
-    for name, array in zip(entry.hf_names, entry.to_hf(zeros)):
+    for name, array in zip(entry.hf_names, jax.eval_shape(entry.to_hf, expected[entry.path])):
       shapes[name] = array.shape
   return shapes
 

@@ -66,6 +66,15 @@ def test_old_position_id_buffers_are_skipped(folder):
   _assert_same_params(params, reference)
 
 
+@pytest.mark.parametrize("dtype", ("float16", "bfloat16"))
+def test_half_precision_checkpoints_load_as_float32(folder, dtype):
+  _, reference = clip.from_pretrained(CHECKPOINT)
+  _rewrite(folder, {n: t.astype(dtype) for n, t in _tensors(folder).items()})
+  _, params = clip.from_pretrained(folder)
+  assert all(p.dtype == np.float32 for p in jax.tree.leaves(params))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-2), params, reference)
+
+
 def test_save_pretrained_then_from_pretrained_is_exact(tmp_path):
   model, params = clip.from_pretrained(CHECKPOINT)
   clip.save_pretrained(model, params, tmp_path)
