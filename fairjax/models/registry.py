@@ -52,8 +52,13 @@ def dummy_input(model: nn.Module, batch_size: int = 1) -> jax.Array:
 def init_variables(model: nn.Module, rng: jax.Array, batch_size: int = 1) -> dict:
   """The model's variables (``params``, and ``batch_stats`` where it has BatchNorm) at its seed input.
 
-  Jitted: one compiled program initialises every layer, much faster than layer by layer on CPU.
+  Jitted: one compiled program initialises every layer, much faster than layer by layer on CPU. A model
+  that starts from saved weights (``clip_zero_shot`` with a checkpoint) returns them from its
+  ``pretrained_variables()``; None there means a fresh initialisation.
   """
+  pretrained = model.pretrained_variables() if hasattr(model, "pretrained_variables") else None
+  if pretrained is not None:
+    return dict(pretrained)
 
   def init(key):
     return model.init({"params": key}, dummy_input(model, batch_size), train=False)
