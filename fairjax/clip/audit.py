@@ -102,6 +102,7 @@ class Options:
   num_resamples: int = 0
   seed: int = 0
   headline: Optional[str] = None              # gender set of the report's tables; default the ensemble
+  plots: bool = True                          # each method's figures (most of a small run's time)
   data: Any = None                            # an experiment config's data section (ConfigDict)
 
 
@@ -509,7 +510,7 @@ def run(options: Options, log=print) -> dict:
     bias = retrieval_bias(queries, x, audited.gender, audited.race, options.retrieval_k,
                           options.retrieval_desired)
     results[method] = MethodResult(method, result, bias, info, left_out)
-    audit_report.write_method(results[method], os.path.join(options.output_dir, method))
+    audit_report.write_method(results[method], os.path.join(options.output_dir, method), options.plots)
   if options.headline and not any(options.headline in r.audit.gender for r in results.values()):
     raise CLIPAuditError(f"--headline_set {options.headline!r} is no gender set of the audit; sets: "
                          f"{', '.join(next(iter(results.values())).audit.gender)}")

@@ -22,6 +22,7 @@ import os
 from fairjax.clip import debias
 from fairjax.clip import prompts
 from fairjax.clip import zero_shot
+from fairjax.report import clip_report
 
 # (key, column title) of the classification tables.
 COLUMNS = (("accuracy", "accuracy"), ("macro_accuracy", "macro acc."), ("macro_f1", "macro F1"),
@@ -91,10 +92,7 @@ def method_summary(result, headline: str) -> dict:
   for point in ("at_0.5", "at_best"):
     out[point] = ({**operating_figures(audit, headline, point), **race_figures}
                   if headline in audit.gender else None)
-  out["sets"] = {name: {"accuracy_at_0.5": a.default.accuracy, "macro_f1_at_0.5": a.default.macro_f1,
-                        "predicted_male_at_0.5": a.default.predicted_share["male"],
-                        "best_threshold": a.best.threshold, "best_macro_f1": a.best.macro_f1}
-                 for name, a in audit.gender.items()}
+  out["sets"] = {name: operating_figures(audit, name, "at_0.5") for name in audit.gender}
   out["race_sets"] = {name: {"accuracy": a.accuracy, "macro_accuracy": a.macro_accuracy, "macro_f1": a.macro_f1,
                              "accuracy_by_race": a.accuracy_by_race} for name, a in audit.race.items()}
   return out
@@ -123,9 +121,24 @@ def summarise(results: dict, options, key: dict, num_examples: int, fit_size, fr
   }
 
 
-def write_method(result, directory: str) -> None:
-  """The zero-shot audit's files, retrieval.json and debias.json, into ``directory``."""
-  result.audit.save(directory)
+def write_method(result, directory: str, plots: bool = True) -> None:
+  """The zero-shot audit's files, retrieval.json and debias.json, into ``directory``.
+
+  Without ``plots``, the audit's summary.json, results.md and by_group.csv only: its two dozen figures
+  per method are most of a small run's time.
+  """
+  if plots:
+    result.audit.save(directory)
+  else:
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "summary.json"), "w") as f:
+      json.dump(result.audit.summary(), f, indent=2, allow_nan=False)
+    with open(os.path.join(directory, "results.md"), "w") as f:
+      f.write(clip_report.markdown(result.audit))
+    for name in list(result.audit.gender) + list(result.audit.race):
+      folder = os.path.join(directory, clip_report.slug(name))
+      os.makedirs(folder, exist_ok=True)
+      result.audit.by_group(name).to_csv(os.path.join(folder, "by_group.csv"), index=False, na_rep="NaN")
   for name, value in (("retrieval.json", result.retrieval),
                       ("debias.json", {"method": result.method, "fit": result.fit, "left_out": result.left_out})):
     with open(os.path.join(directory, name), "w") as f:
@@ -201,7 +214,7 @@ def sets_table(summary: dict) -> list[str]:
     for m in methods:
       entry = summary["methods"][m]["sets"].get(name)
       cells.append("left out" if entry is None else
-                   f"{fmt(entry['accuracy_at_0.5'])} / {fmt(entry['predicted_male_at_0.5'], True)}")
+                   f"{fmt(entry['accuracy'])} / {fmt(entry['predicted_male'], True)}")
     lines.append(row([name] + cells))
   return lines
 

@@ -243,7 +243,7 @@ def _command(*args):
 def test_command_end_to_end(tmp_path):
   out = tmp_path / "audit"
   args = [f"--checkpoint={CHECKPOINT}", "--num_examples=24", "--fit_per_group=8", "--prompt_sets=seed003,race",
-          "--debias=none,subspace,calibrated", "--retrieval_k=5,50", f"--output_dir={out}"]
+          "--debias=none,subspace,calibrated", "--retrieval_k=5,50", "--noplots", f"--output_dir={out}"]
   done = _command(*args)
   assert done.returncode == 0, done.stderr
   summary = json.loads((out / "summary.json").read_text())
@@ -251,6 +251,7 @@ def test_command_end_to_end(tmp_path):
   assert list(summary["methods"]) == ["none", "subspace", "calibrated"]
   for method in summary["methods"]:
     assert (out / method / "summary.json").exists() and (out / method / "retrieval.json").exists()
+    assert (out / method / "boy_girl" / "by_group.csv").exists()
     figures = summary["methods"][method]
     assert 0 <= figures["at_0.5"]["accuracy"] <= 1 and figures["retrieval"]["gender"]["5"]["max_skew"] >= 0
     assert "skipped" in figures["retrieval"]["gender"]["50"]  # k above the 24 images
@@ -264,7 +265,7 @@ def test_command_end_to_end(tmp_path):
 
   # A rerun with other prompt sets and methods reads the cached embeddings back: same figures.
   options = audit.Options(checkpoint=CHECKPOINT, output_dir=str(out), num_examples=24, fit_per_group=8,
-                          prompt_sets=("seed003",), methods=("none",), retrieval_k=(5, 50))
+                          prompt_sets=("seed003",), methods=("none",), retrieval_k=(5, 50), plots=False)
   again = audit.run(options, log=lambda _: None)
   assert again["embeddings_from_cache"]
   assert again["methods"]["none"]["sets"] == summary["methods"]["none"]["sets"]
