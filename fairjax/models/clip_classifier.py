@@ -33,6 +33,7 @@ image processor, that ``fairjax.clip.from_pretrained`` and transformers read).
 
 import dataclasses
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -180,6 +181,27 @@ class CLIPZeroShot(nn.Module):
       return None
     _, params = pretrained_lib.from_pretrained(self.checkpoint)
     return {"params": {"clip": params}}
+
+  @nn.nowrap
+  def check_data(self, data_config) -> None:
+    """Raises unless the data are normalised as the checkpoint's image processor says (RGB, mean, std).
+
+    A CLIP sees its pixels only through that normalisation; fine-tuning OpenAI's weights on [0, 1]
+    pixels would start from a model that sees noise. Fresh models take the data's own (and export it).
+    """
+    if data_config.grayscale:
+      raise ValueError("CLIP takes RGB images; set data.grayscale=False")
+    file = os.path.join(self.checkpoint, "preprocessor_config.json") if self.checkpoint else ""
+    if not file or not os.path.isfile(file):
+      return
+    with open(file, encoding="utf-8") as f:
+      processor = json.load(f)
+    for name, key in (("mean", "image_mean"), ("std", "image_std")):
+      want, got = processor.get(key), list(getattr(data_config, name))
+      got = got * 3 if len(got) == 1 else got
+      if want is not None and not np.allclose(want, got, atol=1e-6):
+        raise ValueError(f"data.{name} is {tuple(got)}; the checkpoint {self.checkpoint} normalises with "
+                         f"{key} {tuple(want)}: set --config.data.{name}=\"{tuple(want)}\"")
 
   @nn.nowrap
   def text_inputs(self) -> captions.CaptionTokens:

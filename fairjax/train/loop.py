@@ -44,6 +44,10 @@ from fairjax.train import step as step_lib
 from fairjax.train.state import TrainState
 
 
+# Where a model with an ``export`` (CLIP) writes itself at the end of a run, under the workdir.
+EXPORT_DIR = "clip_checkpoint"
+
+
 def build_model(config):
   """The configured model, its input shape taken from the data's image size and colour."""
   kwargs = dict(config.model.kwargs)
@@ -104,6 +108,15 @@ class _Run:
                        f"{config.model.name} ({head_names})")
     self.primary = (config.eval.primary_head, config.eval.primary_grouping)
     objective = objectives.get_objective(config.objective.name, self.model, **config.objective.options)
+    if hasattr(self.model, "check_data"):  # a checkpoint that expects its own image normalisation
+      self.model.check_data(config.data)
+    # Objectives that read captions (CLIP's contrastive loss) get their token ids from the pipeline.
+    self.text = None
+    if getattr(objective, "reads_text", False):
+      if not hasattr(self.model, "text_inputs"):
+        raise ValueError(f"objective {config.objective.name!r} reads captions, and model "
+                         f"{config.model.name!r} has no text tower to read them with")
+      self.text = self.model.text_inputs()
 
     self.batch_size = config.train.batch_size
     self.num_rows = len(self.train_split.plan)
@@ -200,7 +213,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         run.train_split.source, global_batch_size=run.batch_size, seed=config.seed,
         num_epochs=config.train.num_epochs, preprocess=run.preprocess, plan=run.train_split.plan,
         start_batch=start, process_index=jax.process_index(), process_count=jax.process_count(),
-        num_threads=config.train.input_threads):
+        num_threads=config.train.input_threads, text=run.text):
       state, metrics = run.runner.train_step(state, batch)
       step += 1
       # Read the previous step's metrics while this one runs: the check costs no pipeline stall.
@@ -252,6 +265,11 @@ def _final_report(run, state, last_results, history, writer) -> dict:
       state = run.runner.put_state(run.restore(best))
   results = last_results if last_results is not None else run.evaluate(state, run.eval_splits)
   leakage.add_leakage(run, state, results)
+  if run.chief and hasattr(run.model, "export"):  # CLIP: the reported model as a Hugging Face folder
+    path = run.model.export(run.runner.get_state(state).params["model"], os.path.join(run.workdir, EXPORT_DIR),
+                            run.config.data.mean, run.config.data.std)
+    notes.append(f"The reported model is exported to `{path}` (config.json, model.safetensors, tokenizer, "
+                 "image processor): `python -m fairjax.clip --checkpoint=...` audits it zero-shot.")
   if run.chief:
     for name, result in results.items():
       run_report.write_split(run.workdir, name, result, primary=run.primary)

@@ -1,0 +1,115 @@
+r"""The embedded CLIP default: a small CLIP trained contrastively from scratch on the synthetic faces.
+
+  python -m fairjax.main --config=configs/clip_synthetic.py --workdir=out/clip_synthetic
+  python -m fairjax.clip --checkpoint=out/clip_synthetic/clip_checkpoint --dataset=synthetic_faces \
+      --output_dir=out/clip_synthetic/audit
+
+No CLIP weights can be downloaded here, so this trains one, in minutes on a CPU, that the CLIP parts of
+fairjax run on end to end: the zero-shot audit and debiasing (``python -m fairjax.clip``, second line),
+and seed 000 §8's fine-tunes (``configs/seed000_clip_finetune.py``, which starts from this run's
+export). It is not OpenAI's CLIP: a few hundred thousand 64x64 drawings with template captions teach
+it the three attributes the captions name and nothing else, so its figures are about the bias it
+learns from its data, not about web-scale CLIP.
+
+Data: the synthetic faces' default splits (``configs/default.py``): a training split where group 1 is
+5 % of the faces and harder to see, balanced validation and test splits. Each face's caption names its
+age band, race and gender (``fairjax.data.captions``: "a photo of a young White woman", "a photo of an
+old Black male.", ...; the gender word is a noun or male / female, so seed 003's three word pairs are
+all seen). Images at 64x64, flipped at random, normalised with OpenAI CLIP's mean and std (written to
+the export's image processor).
+
+Model: ``clip_zero_shot`` built fresh: a ViT of 8 px patches (64 image tokens), 128 wide, 3 layers,
+and a 2-layer causal text transformer of the same width over 24 tokens, 128-d embeddings, with the BPE
+tokenizer of the captions and the seeds' prompts (``fairjax.clip.tokenizer``, 1,024 tokens). Its heads
+are zero-shot: gender against seed 003's word pairs in photo templates ("a photo of a woman.",
+ensembled over male/female, man/woman, boy/girl) and race against "a photo of a white person." etc.
+
+Training: ``clip_contrastive`` (CLIP's symmetric InfoNCE over the global batch), AdamW with warm-up and
+cosine decay from 1e-3, batch 128. Every epoch the validation and test splits are audited zero-shot by
+group through the heads (``report/``), and the run ends by exporting the model as a Hugging Face CLIP
+folder (``clip_checkpoint/``).
+
+Measured (2-core CPU shared with other jobs; see the report of the issue for the exact figures):
+wall time and the zero-shot test figures (gender accuracy, predicted-male share, equalized-odds gap by
+race) are listed in ``README`` text of the CLIP section.
+
+Arguments: 'smoke' (a run of seconds: 32x32 images, a 1-layer CLIP of width 32, 256 faces, one epoch).
+"""
+
+import ml_collections
+
+from fairjax.train import config as config_lib
+
+# OpenAI CLIP's image statistics (its preprocessor_config.json).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+_ARGS = ("smoke",)
+
+
+def architecture(width: int = 128, vision_layers: int = 3, text_layers: int = 2, patch_size: int = 8,
+                 context_length: int = 24) -> ml_collections.ConfigDict:
+  """``model.kwargs.architecture`` of a small fresh CLIP (``fairjax.models.clip.CLIPConfig`` fields)."""
+  heads = max(1, width // 32)
+  return ml_collections.ConfigDict(dict(
+      vision=dict(patch_size=patch_size, width=width, layers=vision_layers, heads=heads, mlp_dim=4 * width),
+      text=dict(context_length=context_length, width=width, layers=text_layers, heads=heads, mlp_dim=4 * width),
+      projection_dim=width, hidden_act="quick_gelu"))
+
+
+def parse_args(arg: str) -> set[str]:
+  words = {w.strip() for w in arg.split(",") if w.strip()}
+  unknown = sorted(words - set(_ARGS))
+  if unknown:
+    raise ValueError(f"configs/clip_synthetic.py: unknown argument(s) {unknown}; known: {', '.join(_ARGS)}")
+  return words
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  words = parse_args(arg)
+  config = config_lib.base_config()
+  config.seed = 0
+
+  config.data.name = "synthetic_faces"
+  config.data.synthetic.preset = "default"
+  config.data.image_size = 64
+  config.data.mean = CLIP_MEAN
+  config.data.std = CLIP_STD
+  config.data.augment.flip = True
+
+  config.model.name = "clip_zero_shot"
+  config.model.kwargs = ml_collections.ConfigDict(dict(
+      tokenizer="captions", vocab_size=1024, architecture=architecture(), heads=("gender", "race"),
+      gender_prompts=("male/female, templated", "man/woman, templated", "boy/girl, templated"),
+      race_prompts=("race",)))
+  config.objective.name = "clip_contrastive"
+
+  config.optimizer.name = "adamw"
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.schedule = "warmup_cosine"
+  config.optimizer.warmup_steps = 100
+  config.optimizer.weight_decay = 0.05
+  config.optimizer.grad_clip_norm = 1.0
+  config.train.batch_size = 128
+  config.train.num_epochs = 8
+  config.train.log_every_steps = 20
+  config.train.checkpoint_every_steps = 200
+
+  config.eval.splits = ("validation", "test")
+  config.eval.primary_head = "gender"
+  config.eval.primary_grouping = "race"
+  config.selection.metric = ""  # the last epoch's model: contrastive training improves to the end
+
+  if "smoke" in words:
+    config.data.image_size = 32
+    config.data.num_examples.train = 256
+    config.data.num_examples.validation = 64
+    config.data.num_examples.test = 64
+    config.model.kwargs.architecture = architecture(width=32, vision_layers=1, text_layers=1)
+    config.model.kwargs.vocab_size = 700
+    config.optimizer.warmup_steps = 2
+    config.train.batch_size = 32
+    config.train.num_epochs = 1
+    config.train.log_every_steps = 4
+    config.train.checkpoint_every_steps = 100
+    config.eval.batch_size = 64
+  return config
