@@ -30,6 +30,7 @@ from fairjax.models import heads as heads_lib
 from fairjax.models.heads import HeadSpec
 from fairjax.models.registry import register
 from fairjax.ops.conv import Conv
+from fairjax.ops.conv_pool import ConvReluMaxPool
 from fairjax.ops.pool import max_pool_2x2
 
 Array = jax.Array
@@ -50,8 +51,10 @@ class KerasCNN(nn.Module):
     conv_l2: Keras L2 factor of every convolution kernel, 0 for none.
     dense: widths of the ReLU Dense layers after the flatten.
     dropout: rate of the dropout applied to the embedding in front of the heads.
-    conv_implementation: ``fairjax.ops.conv`` path: 'auto' (im2col on CPU, XLA's elsewhere), 'lax'
-      (compiles faster on CPU), or 'im2col'.
+    conv_implementation: 'auto' (on CPU: a convolution followed by pooling runs as one fused, chunked
+      ``fairjax.ops.conv_pool`` op, any other through ``fairjax.ops.conv``'s im2col; XLA's
+      convolution elsewhere), 'lax' (XLA's convolution and pooling; compiles faster on CPU), or
+      'im2col' (the CPU path on any backend).
   """
 
   heads: tuple[HeadSpec, ...]
@@ -67,6 +70,12 @@ class KerasCNN(nn.Module):
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> dict[str, Array]:
     for i, (filters, pool) in enumerate(self.convs):
+      if pool and not self.conv_dropout:
+        # Same 'kernel' / 'bias' parameters as Conv; one op so that CPU training never holds the
+        # block's full-batch patches and pre-activations (see fairjax/ops/conv_pool.py).
+        x = ConvReluMaxPool(filters, (3, 3), padding=self.padding, kernel_init=KERAS_KERNEL_INIT,
+                            implementation=self.conv_implementation, name=f"conv{i + 1}")(x)
+        continue
       x = Conv(filters, (3, 3), padding=self.padding, kernel_init=KERAS_KERNEL_INIT,
                implementation=self.conv_implementation, name=f"conv{i + 1}")(x)
       if self.conv_dropout:

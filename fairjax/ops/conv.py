@@ -27,7 +27,7 @@ _DIMS = ("NHWC", "HWIO", "NHWC")
 IMPLEMENTATIONS = ("auto", "lax", "im2col")
 
 
-def _pads(padding, kernel_hw: Sequence[int], strides: Sequence[int], in_hw: Sequence[int]):
+def explicit_pads(padding, kernel_hw: Sequence[int], strides: Sequence[int], in_hw: Sequence[int]):
   """Explicit ((top, bottom), (left, right)) padding for 'VALID', 'SAME' or explicit pairs."""
   if not isinstance(padding, str):
     return tuple(tuple(p) for p in padding)
@@ -38,7 +38,7 @@ def _pads(padding, kernel_hw: Sequence[int], strides: Sequence[int], in_hw: Sequ
   return tuple(lax.padtype_to_pads(in_hw, kernel_hw, strides, "SAME"))
 
 
-def _patches(x, kernel_hw, strides):
+def patches(x, kernel_hw, strides):
   """[N, H', W', kh*kw*C] patches of an already padded x, ordered like an HWIO kernel's rows."""
   kh, kw = kernel_hw
   sh, sw = strides
@@ -60,15 +60,15 @@ def _im2col_conv(x, kernel, strides, pads):
 
 def _im2col_forward(x, kernel, strides, pads):
   kh, kw, c, f = kernel.shape
-  patches = _patches(jnp.pad(x, ((0, 0), *pads, (0, 0))), (kh, kw), strides)
-  y = patches @ kernel.reshape(kh * kw * c, f)
-  return y, (x, kernel, patches)
+  cols = patches(jnp.pad(x, ((0, 0), *pads, (0, 0))), (kh, kw), strides)
+  y = cols @ kernel.reshape(kh * kw * c, f)
+  return y, (x, kernel, cols)
 
 
 def _im2col_backward(strides, pads, residuals, dy):
-  x, kernel, patches = residuals
+  x, kernel, cols = residuals
   kh, kw, c, f = kernel.shape
-  rows = patches.reshape(-1, kh * kw * c)
+  rows = cols.reshape(-1, kh * kw * c)
   dkernel = (rows.T @ dy.reshape(-1, f)).reshape(kernel.shape)
   _, input_vjp = jax.vjp(lambda v: _lax_conv(v, kernel, strides, pads), x)
   (dx,) = input_vjp(dy)
@@ -83,7 +83,7 @@ def conv2d(x, kernel, strides=(1, 1), padding="VALID", implementation: str = "au
   if implementation not in IMPLEMENTATIONS:
     raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
   strides = tuple(strides)
-  pads = _pads(padding, kernel.shape[:2], strides, x.shape[1:3])
+  pads = explicit_pads(padding, kernel.shape[:2], strides, x.shape[1:3])
   if implementation == "auto":
     implementation = "im2col" if jax.default_backend() == "cpu" else "lax"
   if implementation == "lax":
