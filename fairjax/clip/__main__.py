@@ -48,6 +48,8 @@ _BATCH = flags.DEFINE_integer("batch_size", _D.batch_size, "Images per encoding 
 _N_BOOT = flags.DEFINE_integer("n_boot", 0, "Bootstrap resamples for the group reports' intervals.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the fit images, subsampling and image pairs.")
 _HEADLINE = flags.DEFINE_string("headline_set", None, "Gender set of report.md (default: the ensemble).")
+_GROUPINGS = flags.DEFINE_list("groupings", list(_D.groupings),
+                               "Group reports of every set: race (always), gender, race_x_gender.")
 _PLOTS = flags.DEFINE_bool("plots", True, "Each method's figures (threshold sweeps, confusion by race).")
 _OUTPUT = flags.DEFINE_string("output_dir", None, "Folder for the report.")
 
@@ -68,7 +70,7 @@ def main(argv):
         subspace_k=_K.value, lam=_LAMBDA.value, retrieval_k=tuple(_RETRIEVAL_K.value),
         retrieval_desired=_DESIRED.value, image_size=_IMAGE_SIZE.value, batch_size=_BATCH.value,
         num_resamples=_N_BOOT.value, seed=_SEED.value, headline=_HEADLINE.value,
-        plots=_PLOTS.value)
+        plots=_PLOTS.value, groupings=tuple(_GROUPINGS.value))
     summary = audit.run(options)
   except audit.CLIPAuditError as e:
     print(f"error: {e}", file=sys.stderr)

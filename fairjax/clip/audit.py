@@ -103,6 +103,7 @@ class Options:
   seed: int = 0
   headline: Optional[str] = None              # gender set of the report's tables; default the ensemble
   plots: bool = True                          # each method's figures (most of a small run's time)
+  groupings: tuple = zero_shot.GROUPINGS      # group reports of each set (race is always needed)
   data: Any = None                            # an experiment config's data section (ConfigDict)
 
 
@@ -177,9 +178,14 @@ def check_options(options: Options) -> Options:
     raise CLIPAuditError(f"--subspace_variance must be in (0, 1], got {options.variance}")
   if options.retrieval_desired not in DESIRED:
     raise CLIPAuditError(f"--retrieval_desired must be one of {', '.join(DESIRED)}")
+  groupings = tuple(dict.fromkeys(options.groupings))
+  if "race" not in groupings or set(groupings) - set(zero_shot.GROUPINGS):
+    raise CLIPAuditError(f"--groupings must be among {', '.join(zero_shot.GROUPINGS)} and include race, "
+                         f"got {list(groupings)}")
   if not options.output_dir:
     raise CLIPAuditError("--output_dir is required")
-  return dataclasses.replace(options, prompt_sets=prompt_sets, methods=methods, retrieval_k=ks)
+  return dataclasses.replace(options, prompt_sets=prompt_sets, methods=methods, retrieval_k=ks,
+                             groupings=groupings)
 
 
 def prompt_sets(groups: Sequence[str]) -> dict[str, prompts.PromptSet]:
@@ -506,7 +512,8 @@ def run(options: Options, log=print) -> dict:
     with warnings.catch_warnings():  # undefined figures are listed in each summary.json
       warnings.simplefilter("ignore", report_lib.FairnessWarning)
       result = zero_shot.audit(x, audited.gender, audited.race, classes, logit_scale,
-                               num_resamples=options.num_resamples, seed=options.seed)
+                               groupings=options.groupings, num_resamples=options.num_resamples,
+                               seed=options.seed)
     bias = retrieval_bias(queries, x, audited.gender, audited.race, options.retrieval_k,
                           options.retrieval_desired)
     results[method] = MethodResult(method, result, bias, info, left_out)

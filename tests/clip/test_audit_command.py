@@ -212,6 +212,7 @@ _register("_audit_one_gender_fit", {"test": 6, "validation": 6}, lambda split, i
     (dict(methods=("none", "whitening")), "--debias must name"),
     (dict(retrieval_k=("ten",)), "--retrieval_k must be integers"),
     (dict(dataset="celeb_b"), "unknown data set"),
+    (dict(groupings=("gender",)), "include race"),
 ])
 def test_bad_input_is_one_error(tmp_path, change, message):
   options = audit.Options(**{"checkpoint": CHECKPOINT, "output_dir": str(tmp_path / "out"), **change})
@@ -243,7 +244,8 @@ def _command(*args):
 def test_command_end_to_end(tmp_path):
   out = tmp_path / "audit"
   args = [f"--checkpoint={CHECKPOINT}", "--num_examples=24", "--fit_per_group=8", "--prompt_sets=seed003,race",
-          "--debias=none,subspace,calibrated", "--retrieval_k=5,50", "--noplots", f"--output_dir={out}"]
+          "--debias=none,subspace,calibrated", "--retrieval_k=5,50", "--noplots", "--groupings=race",
+          f"--output_dir={out}"]
   done = _command(*args)
   assert done.returncode == 0, done.stderr
   summary = json.loads((out / "summary.json").read_text())

@@ -1,0 +1,198 @@
+"""What the CLIP experiments share: train a config (resuming), audit its export, tabulate the audits.
+
+``train`` runs ``fairjax.train.loop.train_and_evaluate`` in a workdir, or finds the finished run there
+(its ``config.json`` the same config, its ``report/final_metrics.json`` written), and returns the
+Hugging Face folder the run exported (``WORKDIR/clip_checkpoint``). ``audit_export`` runs the CLIP
+audit command's work (``fairjax.clip.audit``) on it, with the run's own ``data`` section so that the
+audited test split and the fitting split are the ones the run was evaluated on, never trained on.
+``table_rows`` / ``write_results`` make the one table of ``OUT/results.md``:
+
+  zero-shot, each prompt set   (the model as trained, every gender set at 0.5, and the race set)
+  zero-shot, ensemble          (mean probability of the gender sets), with retrieval bias
+  debiased, each method        (the ensemble after each debiasing method), with retrieval bias
+  fine-tuned rows              (the fine-tuned models' ensemble), with retrieval bias
+  the seeds' numbers           (OpenAI CLIP ViT-B/32 on UTKFace: references, not targets)
+"""
+
+import importlib.util
+import json
+import math
+import os
+
+from fairjax.clip import audit
+from fairjax.clip import audit_report
+from fairjax.clip import debias
+from fairjax.clip import zero_shot
+from fairjax.train import loop
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = os.path.join(ROOT, "configs")
+RETRIEVAL_K = (10, 100)
+SMOKE_RETRIEVAL_K = (5, 20)
+# Seed 000 §8.2 (CLIP fine-tuned on 2,000 UTKFace images with gender prompts, EO rule): macro accuracy
+# and F1 0.93, TPR 0.92 (women) and 0.94 (men), and a selection-rate ratio of 0.9 between the genders.
+SEED_000_FINETUNE = {"macro_accuracy": 0.93, "macro_f1": 0.93, "accuracy_female": 0.92, "accuracy_male": 0.94,
+                     "selection_rate_ratio": 0.9}
+_SEED_GENDER = zero_shot.SEED_000["gender"]["accuracy_by_group"]
+REFERENCE_ROWS = (
+    ("seed 000 §7.3: OpenAI CLIP zero-shot", {
+        "macro_accuracy": zero_shot.SEED_000["gender"]["macro_accuracy"],
+        "macro_f1": zero_shot.SEED_000["gender"]["macro_f1"],
+        "di_gender": min(_SEED_GENDER.values()) / max(_SEED_GENDER.values())}),
+    ("seed 000 §7.3: OpenAI CLIP race (5-way)", {
+        "macro_accuracy": zero_shot.SEED_000["race"]["macro_accuracy"],
+        "macro_f1": zero_shot.SEED_000["race"]["macro_f1"]}),
+    ("seed 000 §8.3: subspace, α = 0.4", {
+        "macro_accuracy": debias.SEED_000_SUBSPACE["macro_accuracy"],
+        "macro_f1": debias.SEED_000_SUBSPACE["macro_f1"], "di_gender": debias.SEED_000_SUBSPACE["disparate_impact"]}),
+    ("seed 000 §8.2: fine-tuned, EO rule", {
+        "macro_accuracy": SEED_000_FINETUNE["macro_accuracy"], "macro_f1": SEED_000_FINETUNE["macro_f1"],
+        "di_gender": SEED_000_FINETUNE["selection_rate_ratio"]}),
+) + tuple((f"seed 003: OpenAI CLIP {name}", {"accuracy": seed["accuracy_at_0.5"], "predicted_male": seed["predicted_male"],
+                                             "true_male": seed["true_male"]})
+          for name, seed in zero_shot.SEED_003.items())
+COLUMNS = (("accuracy", "accuracy"), ("macro_accuracy", "macro acc."), ("macro_f1", "macro F1"),
+           ("predicted_male", "male share (true)"), ("eo_gap_race", "EO gap race"), ("di_gender", "DI gender"))
+
+
+def config_of(file: str, arg: str = ""):
+  """``configs/<file>``'s ``get_config(arg)``."""
+  path = os.path.join(CONFIGS, file)
+  spec = importlib.util.spec_from_file_location(f"_experiment_{os.path.splitext(file)[0]}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def _finished(workdir: str, config) -> bool:
+  saved = os.path.join(workdir, "config.json")
+  if not os.path.exists(saved):
+    return False
+  with open(saved) as f:
+    if json.load(f) != json.loads(config.to_json_best_effort()):
+      raise ValueError(f"{workdir} holds a run of another config; remove it or choose another --output_dir")
+  return os.path.exists(os.path.join(workdir, "report", "final_metrics.json"))
+
+
+def train(config, workdir: str, log=print) -> str:
+  """Trains ``config`` in ``workdir`` (resuming; a finished run is kept) and returns its export."""
+  if _finished(workdir, config):
+    log(f"{workdir}: finished run, not trained again")
+  else:
+    log(f"training in {workdir}")
+    loop.train_and_evaluate(config, workdir)
+  export = os.path.join(workdir, loop.EXPORT_DIR)
+  if not os.path.isdir(export):
+    raise ValueError(f"{workdir} finished without exporting {loop.EXPORT_DIR}/; is its model a CLIP?")
+  return export
+
+
+def audit_export(checkpoint: str, config, output_dir: str, *, methods=audit.METHODS, smoke: bool = False,
+                 log=print) -> dict:
+  """The audit of ``checkpoint`` on ``config``'s test split, debiasing fitted on its validation split."""
+  options = audit.Options(
+      checkpoint=checkpoint, output_dir=output_dir, data=config.data, split="test", fit_split="validation",
+      methods=tuple(methods), prompt_sets=("seed003", "race") if smoke else audit.PROMPT_GROUPS,
+      fit_per_group=16 if smoke else audit.Options.fit_per_group,
+      retrieval_k=SMOKE_RETRIEVAL_K if smoke else RETRIEVAL_K, plots=not smoke,
+      groupings=("race",) if smoke else zero_shot.GROUPINGS)
+  return audit.run(options, log=log)
+
+
+# -------------------------------------------------------------------------------------------- table
+
+
+def _row(label: str, figures: dict, retrieval=None) -> dict:
+  row = {"row": label}
+  row.update({key: figures.get(key) for key, _ in COLUMNS if key != "di_gender"})
+  row["true_male"] = figures.get("true_male")
+  row["di_gender"] = figures.get("accuracy_ratio_gender", figures.get("di_gender"))
+  row["retrieval"] = retrieval
+  return row
+
+
+def zero_shot_rows(summary: dict, prefix: str = "zero-shot") -> list[dict]:
+  """The model as trained: every gender set at 0.5 (the ensemble with retrieval bias), and the race set."""
+  none = summary["methods"]["none"]
+  rows = [_row(f"{prefix}: {name}", figures, none["retrieval"] if name == "ensemble" else None)
+          for name, figures in none["sets"].items() if name != "ensemble"]
+  if "ensemble" in none["sets"]:
+    rows.append(_row(f"{prefix}: ensemble", none["sets"]["ensemble"], none["retrieval"]))
+  for name, race in none["race_sets"].items():
+    rows.append(_row(f"{prefix}: {name} (5-way race)", race))
+  return rows
+
+
+def method_rows(summary: dict) -> list[dict]:
+  """The headline set after each debiasing method."""
+  rows = []
+  for method, figures in summary["methods"].items():
+    if method != "none":
+      label = f"debiased: {audit_report.METHOD_TITLES[method]}"
+      rows.append(_row(label, figures["at_0.5"] or {}, figures["retrieval"]))
+  return rows
+
+
+def model_row(label: str, summary: dict) -> dict:
+  """Another model's headline set as trained (a fine-tuned model)."""
+  none = summary["methods"]["none"]
+  return _row(label, none["at_0.5"], none["retrieval"])
+
+
+def _fmt(value, pct=False) -> str:
+  if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    return "—"
+  return f"{100 * value:.1f} %" if pct else f"{value:.3f}"
+
+
+def _cells(row: dict, ks) -> list[str]:
+  cells = []
+  for key, _ in COLUMNS:
+    if key == "predicted_male":
+      male, true = row.get("predicted_male"), row.get("true_male")
+      cells.append("—" if male is None and true is None else f"{_fmt(male, True)} ({_fmt(true, True)})")
+    else:
+      cells.append(_fmt(row.get(key)))
+  for k in ks:
+    for measure in ("max_skew", "ndkl"):
+      values = []
+      for attribute in ("gender", "race"):
+        entry = (row.get("retrieval") or {}).get(attribute, {}).get(str(k))
+        values.append(_fmt(entry[measure]) if entry and "skipped" not in entry else "—")
+      cells.append(" / ".join(values) if any(v != "—" for v in values) else "—")
+  return cells
+
+
+def markdown_table(rows: list[dict], ks, references: bool = True) -> list[str]:
+  header = ["model"] + [t for _, t in COLUMNS] + [f"{m}@{k} gender / race" for k in ks
+                                                   for m in ("MaxSkew", "NDKL")]
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for row in rows:
+    lines.append("| " + " | ".join([row["row"]] + _cells(row, ks)) + " |")
+  if references:
+    for label, figures in REFERENCE_ROWS:
+      lines.append("| " + " | ".join([f"*{label}*"] + _cells(_row(label, figures), ks)) + " |")
+  return lines
+
+
+def write_results(rows: list[dict], output_dir: str, title: str, intro: list[str], ks, notes=()) -> str:
+  """``results.md`` (the table and notes) and ``results.json`` (the rows); returns results.md's path."""
+  lines = [f"# {title}", ""] + intro + [""] + markdown_table(rows, ks) + [""]
+  lines += [
+      "Columns: gender from zero-shot prompts, female if P(female) > 0.5. Male share: the share predicted "
+      "male, the true share in brackets (seed 003's bias). EO gap race: max(TPR gap, FPR gap) between races, "
+      "positive class female. DI gender: the seeds' reading, the smaller gender's accuracy over the larger's "
+      "(seed 000 §7.3.2 calls each gender's share classified correctly its selection rate; §8.2 reports a "
+      "selection-rate ratio). MaxSkew@k / NDKL: bias of text-to-image retrieval of 16 attribute-neutral "
+      "queries (\"a photo of a kind person.\", ...) by gender / race against the gallery's own mix "
+      "(Berg et al. 2022); 0 is no bias; the same for every prompt set of a model, so shown once.",
+      "", "*Italic rows* are the seeds' numbers for OpenAI CLIP ViT-B/32 on UTKFace, which the models here "
+      "are not: references, not targets.", ""] + list(notes)
+  os.makedirs(output_dir, exist_ok=True)
+  path = os.path.join(output_dir, "results.md")
+  with open(path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+  with open(os.path.join(output_dir, "results.json"), "w") as f:
+    json.dump({"rows": rows, "reference_rows": dict(REFERENCE_ROWS)}, f, indent=2, allow_nan=False)
+    f.write("\n")
+  return path

@@ -1,0 +1,39 @@
+"""The UTKFace CLIP experiment: it skips cleanly without UTKFace, and runs its smoke variant with it."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from experiments import clip_utkface
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHARED_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
+
+
+def test_without_utkface_it_says_why(monkeypatch, tmp_path):
+  monkeypatch.delenv(clip_utkface.ENVIRONMENT, raising=False)
+  path, why = clip_utkface.find_utkface(None)
+  assert path is None and clip_utkface.ENVIRONMENT in why
+  path, why = clip_utkface.find_utkface(str(tmp_path))
+  assert path is None and "UTKFace not found" in why
+  done = subprocess.run([sys.executable, "-m", "experiments.clip_utkface", f"--output_dir={tmp_path / 'out'}"],
+                        cwd=ROOT, env={k: v for k, v in os.environ.items() if k != clip_utkface.ENVIRONMENT},
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0 and done.stdout.startswith("skipped: ") and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_smoke_run_on_utkface(tmp_path):
+  manual_dir, why = clip_utkface.find_utkface(os.environ.get(clip_utkface.ENVIRONMENT) or SHARED_DATA)
+  if manual_dir is None:
+    pytest.skip(why)
+  if not os.path.exists(os.path.join(ROOT, "configs", clip_utkface.CONFIG)):
+    pytest.skip(f"configs/{clip_utkface.CONFIG} is not there yet")
+  out = tmp_path / "clip_utkface"
+  done = subprocess.run([sys.executable, "-m", "experiments.clip_utkface", "--smoke", f"--manual_dir={manual_dir}",
+                         f"--output_dir={out}"], cwd=ROOT, capture_output=True, text=True, timeout=1800)
+  assert done.returncode == 0, done.stderr[-3000:]
+  text = (out / "results.md").read_text()
+  assert "| zero-shot: ensemble |" in text and "| debiased: calibrated projection |" in text
