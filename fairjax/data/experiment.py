@@ -10,6 +10,13 @@ configured treatments to the training plan:
   bias     seed 004 §3.1: train on BD (young women and old men) minus a stratified validation slice;
            evaluate on EBD (equal men and women per 4-year bin, drawn from held-out images) and on
            BD_complement (young men and old women); 'test' is EBD
+  kfold    seed 000 §8.1.2: the one loaded split cut into ``kfold.k`` folds stratified by ``stratify_by``;
+           fold ``kfold.fold`` is the test split, and a stratified ``kfold.validation_fraction`` of the
+           other folds validates (run fold = 0 .. k-1 for the K-fold estimate)
+  balanced seed 000 §8.2: the splits of ``balanced.base`` ('natural' or 'holdout'), then exactly
+           ``balanced.per_class[split]`` images of every class of ``balanced.by`` drawn from the
+           named splits (1,000 women and 1,000 men to train, 200 of each to validate); the other
+           splits are kept whole (its ~5,000 test images are UTKFace's 20 % holdout)
 
 ``subset_size`` first draws that many images in proportion to ``stratify_by`` (seed 000 §6.1: 8,000) from
 the split that is cut (for 'natural', from the training split). Treatments (``treatments.names()``)
@@ -22,6 +29,7 @@ from typing import Sequence
 
 import ml_collections
 from ml_collections import config_dict
+import numpy as np
 import pandas as pd
 
 from fairjax.data import augment
@@ -33,7 +41,7 @@ from fairjax.data import treatments
 from fairjax.registry import Registry
 
 # Seed stages: each random step of ``build`` draws from (config.seed, stage), independently of the others.
-_SUBSET, _SPLIT, _BIAS, _TREATMENTS = range(4)
+_SUBSET, _SPLIT, _BIAS, _TREATMENTS, _BALANCE = range(5)
 SPLIT_NAMES = ("train", "validation", "test")
 
 
@@ -74,6 +82,11 @@ def default_config() -> ml_collections.ConfigDict:
   config.holdout_fractions = ml_collections.ConfigDict(dict(train=0.72, validation=0.08, test=0.2))
   # 'bias': the share of the 16-71 year-olds held out to draw EBD from, and of BD kept for validation.
   config.bias = ml_collections.ConfigDict(dict(ebd_fraction=0.2, validation_fraction=0.1))
+  # 'kfold': k folds, the one tested, and the share of the others kept for validation.
+  config.kfold = ml_collections.ConfigDict(dict(k=5, fold=0, validation_fraction=0.1))
+  # 'balanced': the scheme cut first, the attribute balanced and the images per class of each split.
+  config.balanced = ml_collections.ConfigDict(dict(
+      base="holdout", by="gender", per_class=ml_collections.ConfigDict(dict(train=1000, validation=200))))
   config.treatments = ()  # registered treatments applied to the training plan in order
   # Options of each treatment, by name (the registered defaults, listed so they can be overridden).
   config.treatment_options = ml_collections.ConfigDict(
@@ -167,6 +180,51 @@ def _bias(config) -> dict[str, DataSplit]:
                                    tuple(config.stratify_by), (config.seed, _SPLIT))
   plans_by_name = {**bd, "test": sets["EBD"], "EBD": sets["EBD"], "BD_complement": sets["BD_complement"]}
   return {name: DataSplit(loaded.source, plan, name, loaded.skipped) for name, plan in plans_by_name.items()}
+
+
+@_SCHEMES.register("kfold")
+def _kfold(config) -> dict[str, DataSplit]:
+  loaded = _load(config, "train")
+  k, fold, fraction = int(config.kfold.k), int(config.kfold.fold), float(config.kfold.validation_fraction)
+  if not 0 <= fold < k:
+    raise ValueError(f"data.kfold.fold must lie in [0, {k}), got {fold}")
+  if not 0 < fraction < 1:
+    raise ValueError(f"data.kfold.validation_fraction must lie in (0, 1), got {fraction}")
+  by = tuple(config.stratify_by)
+  folds = treatments.stratified_kfold(_subset(config, plans.as_plan(loaded.metadata)), k, by, (config.seed, _SPLIT))
+  parts = treatments.stratified_split(folds[fold]["train"], {"train": 1.0 - fraction, "validation": fraction},
+                                      by, (config.seed, _SPLIT, fold))
+  parts["test"] = folds[fold]["test"]
+  return {name: DataSplit(loaded.source, parts[name], name, loaded.skipped) for name in SPLIT_NAMES}
+
+
+def per_class_subset(plan: pd.DataFrame, n: int, by: str, seed: plans.Seed) -> pd.DataFrame:
+  """Exactly ``n`` source images (with their rows) of every known class of ``by``, drawn at random."""
+  plans.require(plan, [by], f"balancing by {by!r}")
+  rng = plans.generator(seed)
+  first = plan.drop_duplicates("source_index")
+  keep = []
+  for value in sorted(v for v in first[by].unique() if v >= 0):
+    sources = first.loc[first[by] == value, "source_index"].to_numpy()
+    if len(sources) < n:
+      raise ValueError(f"balancing by {by}: class {value} has {len(sources)} images, fewer than {n}")
+    keep.append(rng.choice(sources, n, replace=False))
+  if not keep:
+    raise ValueError(f"balancing by {by}: no row has a known {by}")
+  return plans.nonempty(plan[plan["source_index"].isin(np.concatenate(keep))], f"balancing by {by}")
+
+
+@_SCHEMES.register("balanced")
+def _balanced(config) -> dict[str, DataSplit]:
+  base = config.balanced.base
+  if base not in ("natural", "holdout"):
+    raise ValueError(f"data.balanced.base must be 'natural' or 'holdout', got {base!r}")
+  splits = _SCHEMES.get(base)(config)
+  for i, (name, n) in enumerate(sorted(dict(config.balanced.per_class).items())):
+    if name not in splits:
+      raise ValueError(f"data.balanced.per_class names {name!r}; the {base} splits are {sorted(splits)}")
+    splits[name].plan = per_class_subset(splits[name].plan, int(n), config.balanced.by, (config.seed, _BALANCE, i))
+  return splits
 
 
 def schemes() -> tuple[str, ...]:

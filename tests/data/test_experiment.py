@@ -110,8 +110,9 @@ def test_synthetic_presets_and_overrides():
 
 
 def test_bad_names_and_missing_files_are_clear_errors(tmp_path, image_bytes):
-  with pytest.raises(ValueError, match="unknown split scheme 'kfold'; known: bias, holdout, natural"):
-    experiment.build(_config(splits="kfold"))
+  with pytest.raises(ValueError,
+                     match="unknown split scheme 'bootstrap'; known: balanced, bias, holdout, kfold, natural"):
+    experiment.build(_config(splits="bootstrap"))
   with pytest.raises(ValueError, match="unknown treatment 'balance'; known: min_age"):
     experiment.build(_config(treatments=("min_age", "balance")))
   with pytest.raises(ValueError, match="unknown data set 'mnist'; known: .*utkface"):
