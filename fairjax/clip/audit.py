@@ -344,23 +344,25 @@ def encode_rows(rows: Rows, encode, batch_size: int) -> Embedded:
                   plan["source_index"].to_numpy(np.int64))
 
 
-def cached_embeddings(path: str, key: dict, compute) -> Embedded:
-  """The embeddings in ``path`` if it was written for ``key``, else ``compute()`` written there."""
-  key_text = json.dumps(key, sort_keys=True)
-  if os.path.exists(path):
-    try:
-      with np.load(path) as saved:
-        if str(saved["key"]) == key_text:
-          return Embedded(saved["embeddings"], saved["gender"], saved["race"], saved["source_index"], True)
-    except (OSError, ValueError, KeyError):  # a torn or foreign file: encode again
-      pass
-  result = compute()
+def read_cache(path: str, key: dict) -> Optional[Embedded]:
+  """The embeddings in ``path`` if they were written for ``key`` (else None: absent, stale or torn)."""
+  if not os.path.exists(path):
+    return None
+  try:
+    with np.load(path) as saved:
+      if str(saved["key"]) == json.dumps(key, sort_keys=True):
+        return Embedded(saved["embeddings"], saved["gender"], saved["race"], saved["source_index"], True)
+  except (OSError, ValueError, KeyError):  # a torn or foreign file: encode again
+    pass
+  return None
+
+
+def write_cache(path: str, key: dict, embedded: Embedded) -> None:
   os.makedirs(os.path.dirname(path), exist_ok=True)
   staging = path + ".partial.npz"
-  np.savez(staging, key=np.asarray(key_text), embeddings=result.embeddings, gender=result.gender,
-           race=result.race, source_index=result.source_index)
+  np.savez(staging, key=np.asarray(json.dumps(key, sort_keys=True)), embeddings=embedded.embeddings,
+           gender=embedded.gender, race=embedded.race, source_index=embedded.source_index)
   os.replace(staging, path)
-  return result
 
 
 # ----------------------------------------------------------------------------------------- debiasing
@@ -470,6 +472,11 @@ def run(options: Options, log=print) -> dict:
   from fairjax.clip import audit_report  # pylint: disable=g-import-not-at-top  (matplotlib)
   options = check_options(options)
   sets = prompt_sets(options.prompt_sets)
+  gender_sets = [n for n, s in sets.items() if s.attribute == "gender"]
+  gender_sets += ["ensemble"] if len(gender_sets) > 1 else []
+  if options.headline and options.headline not in gender_sets:
+    raise CLIPAuditError(f"--headline_set {options.headline!r} is no gender set of the audit; sets: "
+                         f"{', '.join(gender_sets)}")
   model, params, processor, transform = load_checkpoint(options.checkpoint)
   encode = images_lib.image_encoder(model, params, transform)
   loader = SplitLoader(options)
@@ -477,26 +484,33 @@ def run(options: Options, log=print) -> dict:
               **loader.describe(), "seed": options.seed}
   cache = os.path.join(options.output_dir, CACHE_DIR)
 
-  def audited_rows():
-    rows = loader.load(options.split, options.num_examples)
-    check_labels(rows, base_key["dataset"])
-    log(f"encoding {len(rows.plan)} images of {base_key['dataset']} {options.split} ...")
-    return encode_rows(rows, encode, options.batch_size)
+  def encoded(rows, path, key, what=""):
+    log(f"encoding {len(rows.plan)} images of {base_key['dataset']} {rows.split}{what} ...")
+    embedded = encode_rows(rows, encode, options.batch_size)
+    write_cache(path, key, embedded)
+    return embedded
 
-  audited = cached_embeddings(os.path.join(cache, f"{options.split}.npz"),
-                              {**base_key, "split": options.split, "num_examples": options.num_examples},
-                              audited_rows)
+  # Every split is loaded and checked before any is encoded, so that bad input fails at once.
+  audited_key = {**base_key, "split": options.split, "num_examples": options.num_examples}
+  audited_path = os.path.join(cache, f"{options.split}.npz")
+  audited = read_cache(audited_path, audited_key)
+  audited_rows = None
+  if audited is None:
+    audited_rows = loader.load(options.split, options.num_examples)
+    check_labels(audited_rows, base_key["dataset"])
+  fit = fit_selection = None
+  if set(options.methods) & set(SUBSPACE_METHODS):
+    fit_key = {**base_key, "split": options.fit_split, "per_group": options.fit_per_group}
+    fit_path = os.path.join(cache, f"fit_{options.fit_split}.npz")
+    fit = read_cache(fit_path, fit_key)
+    if fit is None:
+      fit_selection = fit_rows(loader.load(options.fit_split), options.fit_per_group, options.seed)
+  if audited_rows is not None:
+    audited = encoded(audited_rows, audited_path, audited_key)
+  if fit_selection is not None:
+    fit = encoded(fit_selection, fit_path, fit_key, " to fit on")
   if not ((audited.gender >= 0) & (audited.race >= 0)).any():
     raise CLIPAuditError(f"no image of split {options.split!r} has both a gender and a race label")
-  fit = None
-  if set(options.methods) & set(SUBSPACE_METHODS):
-    def fit_embeddings():
-      rows = fit_rows(loader.load(options.fit_split), options.fit_per_group, options.seed)
-      log(f"encoding {len(rows.plan)} images of {base_key['dataset']} {options.fit_split} to fit on ...")
-      return encode_rows(rows, encode, options.batch_size)
-    fit = cached_embeddings(os.path.join(cache, f"fit_{options.fit_split}.npz"),
-                            {**base_key, "split": options.fit_split, "per_group": options.fit_per_group},
-                            fit_embeddings)
   encode_text = prompts.clip_text_encoder(model, params, processor, batch_size=64)
   try:
     texts = embed_texts(sets, encode_text)
@@ -518,9 +532,6 @@ def run(options: Options, log=print) -> dict:
                           options.retrieval_desired)
     results[method] = MethodResult(method, result, bias, info, left_out)
     audit_report.write_method(results[method], os.path.join(options.output_dir, method), options.plots)
-  if options.headline and not any(options.headline in r.audit.gender for r in results.values()):
-    raise CLIPAuditError(f"--headline_set {options.headline!r} is no gender set of the audit; sets: "
-                         f"{', '.join(next(iter(results.values())).audit.gender)}")
   summary = audit_report.summarise(results, options, base_key, len(audited.gender),
                                    fit_size=None if fit is None else len(fit.gender),
                                    from_cache=audited.from_cache)

@@ -86,23 +86,18 @@ def test_encoded_rows_match_the_processor_path():
 
 
 def test_embedding_cache_is_keyed(tmp_path):
-  calls = []
-
-  def compute():
-    calls.append(1)
-    return audit.Embedded(np.ones((3, 4), np.float32) * len(calls), np.array([0, 1, 0]), np.array([1, 2, 3]),
-                          np.arange(3))
-
+  embedded = audit.Embedded(np.ones((3, 4), np.float32), np.array([0, 1, 0]), np.array([1, 2, 3]), np.arange(3))
   path = str(tmp_path / "embeddings" / "test.npz")
-  first = audit.cached_embeddings(path, {"split": "test"}, compute)
-  again = audit.cached_embeddings(path, {"split": "test"}, compute)
-  assert len(calls) == 1 and again.from_cache and not first.from_cache
-  np.testing.assert_array_equal(again.embeddings, first.embeddings)
-  other = audit.cached_embeddings(path, {"split": "test", "num_examples": 2}, compute)
-  assert len(calls) == 2 and not other.from_cache and other.embeddings[0, 0] == 2
+  assert audit.read_cache(path, {"split": "test"}) is None
+  audit.write_cache(path, {"split": "test"}, embedded)
+  again = audit.read_cache(path, {"split": "test"})
+  assert again.from_cache and not embedded.from_cache
+  np.testing.assert_array_equal(again.embeddings, embedded.embeddings)
+  np.testing.assert_array_equal(again.race, embedded.race)
+  assert audit.read_cache(path, {"split": "test", "num_examples": 2}) is None  # another key: encode again
   with open(path, "wb") as f:  # a torn file is encoded again, not an error
     f.write(b"not npz")
-  assert not audit.cached_embeddings(path, {"split": "test"}, compute).from_cache
+  assert audit.read_cache(path, {"split": "test"}) is None
 
 
 # ------------------------------------------------------------------------------------- debiasing
@@ -213,6 +208,7 @@ _register("_audit_one_gender_fit", {"test": 6, "validation": 6}, lambda split, i
     (dict(retrieval_k=("ten",)), "--retrieval_k must be integers"),
     (dict(dataset="celeb_b"), "unknown data set"),
     (dict(groupings=("gender",)), "include race"),
+    (dict(headline="woman/man"), "no gender set of the audit"),
 ])
 def test_bad_input_is_one_error(tmp_path, change, message):
   options = audit.Options(**{"checkpoint": CHECKPOINT, "output_dir": str(tmp_path / "out"), **change})
