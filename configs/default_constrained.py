@@ -52,5 +52,6 @@ def get_config(arg: str = ""):
       temperature=1.0,
       rate_decay=0.99,
       deterministic_rates=True,
+      push="worse_group",
   ))
   return config

@@ -36,5 +36,6 @@ def get_config(arg: str = ""):
       weight=1.0,         # the reversal weight lambda reached at the end of the ramp
       schedule="dann",    # lambda = 2 / (1 + exp(-10 p)) - 1 over training progress p
       ramp_steps=0,       # 0: p runs over the whole run
+      keep_norm=True,     # the reversed gradient never scales the embedding up (plain reversal diverges)
   ))
   return config

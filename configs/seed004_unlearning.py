@@ -141,7 +141,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   elif model_word == "grl":
     config.objective.name = "grl"
     config.objective.options = ml_collections.ConfigDict(dict(
-        attributes=("gender",), hidden=(), weight=1.0, schedule="dann", ramp_steps=0))
+        attributes=("gender",), hidden=(), weight=1.0, schedule="dann", ramp_steps=0, keep_norm=True))
   else:
     config.model.kwargs.heads = (binned_head("age", jlu_cnn.AGE_LOW, jlu_cnn.AGE_HIGH, jlu_cnn.AGE_BIN_WIDTH),)
     config.objective.name = "constrained"

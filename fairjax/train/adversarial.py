@@ -68,6 +68,38 @@ def _reversal_backward(scale, g):
 gradient_reversal.defvjp(_reversal_forward, _reversal_backward)
 
 
+@jax.custom_vjp
+def norm_preserving_reversal(x, scale):
+  """The identity on ``x`` [..., D], whose gradient is multiplied by ``-scale`` and then stripped, row
+  by row, of its component along the row of ``x``: the reversed gradient turns each embedding and never
+  stretches it.
+
+  Why: the adversary's cross-entropy is unbounded above, and for a (near) positively homogeneous head
+  its gradient has a component along the embedding wherever the head is wrong, so plain reversal lets
+  the trunk raise the loss without end by scaling the embedding up. On the default task (race
+  unlearnt from the gender CNN, Adam 1e-3) that diverged: the adversary's loss went from 1.9 at step
+  125 to 2,300 at step 200 and the gender loss with it. Without the radial part the trunk can only move
+  the embedding where the adversary reads it wrong, which is what unlearning asks for.
+  """
+  del scale
+  return x
+
+
+def _norm_preserving_forward(x, scale):
+  return x, (x, scale)
+
+
+def _norm_preserving_backward(residuals, g):
+  x, scale = residuals
+  reversed_g = -scale * g
+  sq_norm = jnp.sum(x * x, axis=-1, keepdims=True)
+  radial = jnp.sum(reversed_g * x, axis=-1, keepdims=True) / jnp.where(sq_norm > 0, sq_norm, 1.0)
+  return reversed_g - radial * x, jnp.zeros_like(scale)
+
+
+norm_preserving_reversal.defvjp(_norm_preserving_forward, _norm_preserving_backward)
+
+
 def dann_lambda(progress, weight: float = 1.0):
   """DANN's weight ``weight * (2 / (1 + exp(-10 p)) - 1)`` at progress ``p``, clipped to [0, 1]."""
   p = jnp.clip(jnp.asarray(progress, jnp.float32), 0.0, 1.0)
@@ -203,11 +235,14 @@ class GradientReversal(_Unlearning):
     schedule: 'dann' (lambda ramps from 0 to ``weight`` over ``ramp_steps``) or 'constant' (``weight``).
     ramp_steps: the DANN ramp's horizon in steps, p = step / ramp_steps; 0 means the whole run, which
       the training loop supplies through ``set_total_steps`` before it builds the step.
+    keep_norm: reverse through ``norm_preserving_reversal`` (the reversed gradient never scales an
+      embedding up) instead of the plain layer.
   """
 
   def __init__(self, model, attributes: Sequence[str] = ("race",), hidden: Sequence[int] = (64,),
-               weight: float = 1.0, schedule: str = "dann", ramp_steps: int = 0):
+               weight: float = 1.0, schedule: str = "dann", ramp_steps: int = 0, keep_norm: bool = False):
     super().__init__(model, attributes, hidden)
+    self.keep_norm = bool(keep_norm)
     if schedule not in SCHEDULES:
       raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     if weight < 0 or ramp_steps < 0:
@@ -231,7 +266,8 @@ class GradientReversal(_Unlearning):
     model_rng, head_rng = jax.random.split(rng)
     task, outputs, model_state, metrics = self.task_loss(params, state, batch, model_rng, apply_fn, axis_name)
     scale = self.reversal_weight(state.step)
-    reversed_embedding = gradient_reversal(outputs["embedding"], scale)
+    reversal = norm_preserving_reversal if self.keep_norm else gradient_reversal
+    reversed_embedding = reversal(outputs["embedding"], scale)
     total = task
     for i, attribute in enumerate(self.attributes):
       output = self.apply_head(attribute, self.head_params(params, attribute), reversed_embedding,

@@ -9,14 +9,14 @@ loss (so example weights from ``reweigh`` still apply to the task loss):
   constrained   rate constraints  rate_g - rate_h <= epsilon  for every ordered pair of groups (g, h),
                 every rate of the constraint and every class, solved as a Lagrangian game in the train
                 step: the model descends on  loss + sum_k lambda_k * (surrogate gap_k - epsilon),  the
-                multipliers ascend on the true (0-1) gaps of the same global batch,
+                multipliers ascend on the true (0-1) gaps,
                 lambda_k <- clip(lambda_k + multiplier_lr * (gap_k - epsilon), 0, multiplier_max).
                 This is TFCO's proxy-Lagrangian with additive multiplier updates (Cotter et al. 2019):
                 the 0-1 rates have no gradient, so the model plays on sigmoid surrogates, while the
                 multipliers answer the constraints as they are actually measured. The ascent takes the
-                signed violation, not its positive part: a small group's gap in one batch is noisy
-                (3 of 64 rows, say), and signed steps average that noise out over steps where positive
-                parts would add it up; a met constraint walks its multiplier back to 0.
+                signed violation, not its positive part, so that the noise of a small group's rates
+                averages out over steps instead of adding up; a met constraint walks its multiplier
+                back to 0. See "Rates" for the three options that decide what the game sees.
   gap_penalty   loss + weight * sum over groupings, rates and classes of the surrogate gap
                 (largest minus smallest group rate): the fixed-weight penalty, with no epsilon.
   mindiff       loss + weight * sum of MMD^2 between the score distribution of each group and that of
@@ -31,13 +31,34 @@ each group with the overall rate instead would allow a max - min of 2 epsilon. A
 are determined by class 1's); a head of C > 2 classes (multiclass, binned) one-vs-rest at every class.
 Several groupings are constrained at once, each with its own multipliers.
 
-Rates. Over the global batch, for group g and class c: TPR = TP / positives, FPR = FP / negatives,
-selection rate = predicted / examples. The 0-1 prediction of class c is the decoded one (logit > 0 for a
-sigmoid unit, argmax otherwise); its surrogate is sigmoid(logit / temperature) or the softmax of
-logits / temperature at c. Rows with a padding mask, an unknown label or an unknown attribute count in
-no group; the counts are not weighted by the ``weight`` column (the constraints are about the data as it
-is). A pair with a group whose rate is undefined in the batch (no positives, say) is inactive for that
-step: no term, and its multiplier stays where it is.
+Rates. For group g and class c: TPR = TP / positives, FPR = FP / negatives, selection rate = predicted /
+examples. The 0-1 prediction of class c is the decoded one (logit > 0 for a sigmoid unit, argmax
+otherwise); its surrogate is sigmoid(logit / temperature) or the softmax of logits / temperature at c.
+Rows with a padding mask, an unknown label or an unknown attribute count in no group; the counts are not
+weighted by the ``weight`` column (the constraints are about the data as it is). A pair with a group
+whose rate is undefined (no positives, say) is inactive: no term, and its multiplier stays where it is.
+
+What the game sees is set by three options, all measured on the default task (``configs/
+default_constrained.py``), where the constrained group is 5 % of training, about 3 rows of a batch of 64:
+
+  rate_decay     0: each batch's counts alone. d > 0: the 0-1 counts are averaged over steps with decay
+                 d (bias-corrected as Adam's moments, so they are the mean counts per batch from the
+                 first step on; 0.99 pools about 100 batches, some 300 rows of that group), and the
+                 multipliers ascend on the rates of the pooled counts. The surrogate rates divide this
+                 batch's soft counts by the pooled denominators: linear in the batch's rows, their
+                 gradient is an unbiased estimate of the pooled rates' gradient, where a batch's own
+                 denominator (one positive of the group, say) gives one row the weight of a whole rate.
+  deterministic_rates
+                 measure the rates on the constrained head applied again to the embedding, i.e. on the
+                 deployed model's outputs where the model's only randomness is the dropout in front of
+                 its heads (every KerasCNN), not on the training forward pass's dropped-out outputs.
+                 ``gap_penalty`` and ``mindiff`` take this option too.
+  push           'both' (the Lagrangian's own gradient) moves both rates of a violated gap: it lowers
+                 the better-served group's TPR and raises its FPR as readily as it helps the other, and
+                 that is the cheaper way for a model that cannot yet tell the harder group's faces apart.
+                 'worse_group' differentiates only the disfavoured group's rate (its TPR up, its FPR down,
+                 the other group's rate a constant): the same constraints and multipliers, but the model
+                 is only ever asked to serve the worse-served group better (``surrogate_gaps``).
 
 Devices. Every count is a sum over the global batch: the surrogate counts through
 ``collectives.global_sum`` (value summed, gradient local; see its docstring), the 0-1 counts and the
@@ -51,13 +72,15 @@ which is small beside a CNN's step for the batches these tasks use (64 to a few 
 Fourier features would make it linear in the batch, but only approximately, and would pay off only
 for far larger global batches.
 
-State. ``constrained`` keeps ``{'multipliers': {grouping: float32 [R, G, G, C]}}``: R rates of the
+State. ``constrained`` keeps ``multipliers`` ``{grouping: float32 [R, G, G, C]}``: R rates of the
 constraint (tpr, fpr | tpr | selection_rate), lambda[r, g, h, c] the multiplier of
-rate_r[g, c] - rate_r[h, c] <= epsilon (zero on the diagonal), C constrained classes. The penalties keep
-no state. Metrics, per grouping: ``fairness/<grouping>/gap`` (the batch's 0-1 max - min, the largest over
-rates and classes) and, for ``constrained``, ``fairness/<grouping>/multiplier_max`` and
-``fairness/<grouping>/multiplier_sum``; ``mindiff`` logs ``fairness/<grouping>/mmd2`` instead of the gap;
-``fairness/term`` is what the objective added to the loss.
+rate_r[g, c] - rate_r[h, c] <= epsilon (zero on the diagonal), C constrained classes; ``counts``
+``{grouping: {count [G], positives, predicted, true_positives [G, C]}}``, the decayed sums of the 0-1
+counts; and ``count_weight``, their total weight 1 - decay^t. The penalties keep no state. Metrics, per
+grouping: ``fairness/<grouping>/gap`` (the 0-1 max - min the multipliers answer, pooled for
+``constrained``, the largest over rates and classes) and, for ``constrained``,
+``fairness/<grouping>/multiplier_max`` and ``fairness/<grouping>/multiplier_sum``; ``mindiff`` logs
+``fairness/<grouping>/mmd2`` instead of the gap; ``fairness/term`` is what the objective added to the loss.
 """
 
 import abc
@@ -80,6 +103,9 @@ CONSTRAINTS = {
     "equal_opportunity": ("tpr",),
     "demographic_parity": ("selection_rate",),
 }
+# Which way each rate is better for the group it describes (the selection rate has no better way).
+_BETTER = {"tpr": "higher", "fpr": "lower", "selection_rate": None}
+PUSHES = ("both", "worse_group")
 # The label slices MinDiff compares score distributions within, per constraint: examples of the class
 # (TPR), examples not of it (FPR), all examples (selection rate).
 _SLICES = {"tpr": "positives", "fpr": "negatives", "selection_rate": "all"}
@@ -179,6 +205,25 @@ def pairwise_gaps(rates: Array, defined: Array) -> tuple[Array, Array]:
   return gaps, defined[:, :, None, :] & defined[:, None, :, :] & distinct
 
 
+def surrogate_gaps(rates: Array, names: Sequence[str], push: str) -> Array:
+  """``pairwise_gaps``' values of the surrogate ``rates`` [R, G, C], with the gradient ``push`` asks for.
+
+  'both': each gap rate[g] - rate[h] moves both groups' rates. 'worse_group': only the rate of the
+  group the gap disfavours moves, the other enters as a constant: in TPR[g] - TPR[h] <= eps the
+  gradient raises h's TPR and never lowers g's, in FPR[g] - FPR[h] <= eps it lowers g's FPR and never
+  raises h's, so the model cannot meet a constraint by serving the better-served group worse. The
+  selection rate has no better direction and keeps both.
+  """
+  if push not in PUSHES:
+    raise ValueError(f"push must be one of {PUSHES}, got {push!r}")
+  first = second = rates
+  if push == "worse_group":
+    fixed = lax.stop_gradient(rates)
+    first = jnp.stack([fixed[i] if _BETTER[n] == "higher" else rates[i] for i, n in enumerate(names)])
+    second = jnp.stack([fixed[i] if _BETTER[n] == "lower" else rates[i] for i, n in enumerate(names)])
+  return first[:, :, None, :] - second[:, None, :, :]
+
+
 def largest_gap(gaps: Array, active: Array) -> Array:
   """Max - min over the groups of each rate and class, ``[R, C]`` (0 with fewer than two groups)."""
   return jnp.max(jnp.where(active, gaps, 0.0), axis=(1, 2))
@@ -259,14 +304,13 @@ class Constrained(_GroupRateObjective):
   Options: head, attributes (groupings), constraint, epsilon (the largest allowed gap), multiplier_lr
   (ascent step of the multipliers per unit of violation), multiplier_max (their cap: bounds how far the
   game can trade the task loss for the constraints), temperature (of the sigmoid / softmax surrogates),
-  rate_decay (of the pooled group counts; 0: each batch alone), deterministic_rates (measure the rates
-  without the dropout in front of the head).
+  rate_decay, deterministic_rates and push (see "Rates" in the module docstring).
   """
 
   def __init__(self, model, head: Optional[str] = None, attributes: Sequence[str] = ("race",),
                constraint: str = "equalized_odds", epsilon: float = 0.05, multiplier_lr: float = 0.01,
                multiplier_max: float = 10.0, temperature: float = 1.0, rate_decay: float = 0.0,
-               deterministic_rates: bool = False):
+               deterministic_rates: bool = False, push: str = "both"):
     super().__init__(model, head, attributes, constraint, temperature, deterministic_rates)
     if not 0 <= epsilon < 1:
       raise ValueError(f"epsilon must lie in [0, 1), got {epsilon}")
@@ -276,7 +320,9 @@ class Constrained(_GroupRateObjective):
     if not 0 <= rate_decay < 1:
       raise ValueError(f"rate_decay must lie in [0, 1), got {rate_decay}")
     self.epsilon, self.multiplier_lr, self.multiplier_max = epsilon, multiplier_lr, multiplier_max
-    self.rate_decay = float(rate_decay)
+    if push not in PUSHES:
+      raise ValueError(f"push must be one of {PUSHES}, got {push!r}")
+    self.rate_decay, self.push = float(rate_decay), push
 
   def init_state(self, params) -> dict:
     del params
@@ -306,10 +352,11 @@ class Constrained(_GroupRateObjective):
       # The surrogate rates: this batch's soft numerators over the pooled denominators. Linear in
       # the batch's rows, so their gradient is an unbiased estimate of the pooled rates' gradient.
       soft_counts = collectives.global_sum(group_counts(member, y, soft), axis_name)
-      surrogate, _ = pairwise_gaps(*group_rates(
+      surrogate_rates, _ = group_rates(
           {"count": pooled["count"], "positives": pooled["positives"],
            "predicted": soft_counts["predicted"], "true_positives": soft_counts["true_positives"]},
-          self.rate_names))
+          self.rate_names)
+      surrogate = surrogate_gaps(surrogate_rates, self.rate_names, self.push)
       old = objective_state["multipliers"][grouping]
       term += jnp.sum(jnp.where(active, old * (surrogate - self.epsilon), 0.0))
       ascended = jnp.clip(old + self.multiplier_lr * (gaps - self.epsilon), 0.0, self.multiplier_max)

@@ -99,6 +99,19 @@ def test_gradient_reversal_is_the_identity_forward_and_flips_and_scales_the_grad
   np.testing.assert_allclose(chained, -2.0 * np.cos(2.25) * 3.0, rtol=1e-6)
 
 
+def test_norm_preserving_reversal_drops_the_radial_part_of_the_flipped_gradient():
+  x = jnp.array([[3.0, 4.0], [1.0, 0.0], [0.0, 0.0]])
+  w = jnp.array([[1.0, 2.0], [0.5, -1.0], [2.0, 1.0]])
+  np.testing.assert_array_equal(adversarial.norm_preserving_reversal(x, 0.5), x)
+  grad_x, grad_scale = jax.grad(lambda x, s: jnp.sum(w * adversarial.norm_preserving_reversal(x, s)),
+                                argnums=(0, 1))(x, 0.5)
+  # Row 0: -0.5 * (1, 2) = (-0.5, -1); along (3, 4) / 5 that is -1.1, i.e. (-0.66, -0.88); what is left
+  # is (0.16, -0.12). Row 1: (-0.25, 0.5) less its part along (1, 0). Row 2 (zero) has no direction.
+  np.testing.assert_allclose(grad_x, [[0.16, -0.12], [0.0, 0.5], [-1.0, -0.5]], rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(jnp.sum(grad_x[:2] * x[:2], -1), 0.0, atol=1e-6)  # it never stretches x
+  assert float(grad_scale) == 0.0
+
+
 def test_dann_schedule_by_hand():
   assert float(adversarial.dann_lambda(0.0)) == 0.0
   np.testing.assert_allclose(adversarial.dann_lambda(0.5, 2.0), 2.0 * (2 / (1 + np.exp(-5.0)) - 1), rtol=1e-6)
@@ -233,6 +246,29 @@ def test_grl_reverses_and_scales_the_adversary_gradient_into_the_trunk_only():
   predicted = np.argmax(adversary.apply({"params": params["adversary"]}, emb)["race"], -1)
   np.testing.assert_allclose(metrics["adversary/race_accuracy"], np.mean(predicted[1:] == batch["race"][1:]),
                              rtol=1e-6)
+
+
+def test_grl_with_keep_norm_reverses_only_the_tangential_part_into_the_trunk():
+  model = TinyModel(heads=(GENDER,))
+  batch = _batch()
+  objective = objectives.get_objective("grl", model, attributes=("race",), hidden=(4,), weight=0.5,
+                                       schedule="constant", keep_norm=True)
+  state = _state(objective, model)
+  _, grads, _ = _loss_and_grads(objective, model, state, batch)
+  params = state.params
+  adversary = adversarial.HeadsOnly((objective.protected["race"][0],))
+  images = _inputs(batch)
+  embed = lambda p: model.apply({"params": p}, images)["embedding"]
+  emb, pull_back = jax.vjp(embed, params["model"])
+  spec = objective.protected["race"][0]
+  g = jax.grad(lambda e: _mean_ce(spec, adversary.apply({"params": params["adversary"]}, e)["race"],
+                                  batch["race"]))(emb)
+  tangential = g - jnp.sum(g * emb, -1, keepdims=True) / jnp.sum(emb * emb, -1, keepdims=True) * emb
+  (reversed_part,) = pull_back(-0.5 * tangential)
+  task_grad = jax.grad(lambda p: _mean_ce(GENDER, model.apply({"params": p}, images)["gender"],
+                                          batch["gender"]))(params["model"])
+  _close(grads["model"]["fc1"], jax.tree.map(jnp.add, task_grad["fc1"], reversed_part["fc1"]))
+  _close(grads["model"]["gender"], task_grad["gender"])
 
 
 def test_grl_ramps_lambda_over_the_run():

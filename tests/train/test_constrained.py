@@ -237,6 +237,26 @@ def test_the_lagrangian_pushes_the_favoured_group_down():
   np.testing.assert_array_equal(np.asarray(grad)[[2, 4, 5]], 0.0)  # negatives do not enter TPR
 
 
+def test_the_worse_group_push_moves_only_the_disfavoured_rates():
+  """push='worse_group': TPR[0] - TPR[1] <= eps raises race 1's positive scores and leaves race 0's
+  alone; FPR[1] - FPR[0] <= eps lowers race 1's negative scores and leaves race 0's alone."""
+  _, objective = _objective("constrained", push="worse_group")
+  _, both = _objective("constrained")
+  lam = jnp.zeros((2, 5, 5, 1)).at[0, 0, 1, 0].set(1.0).at[1, 1, 0, 0].set(1.0)
+  grads = {}
+  for name, obj in (("worse", objective), ("both", both)):
+    state = {**obj.init_state(None), "multipliers": {"race": lam}}
+    grads[name] = np.asarray(jax.grad(lambda z: _term(obj, z, BATCH, state)[0])(LOGITS))
+  ds = sigmoid(LOGITS) * (1 - sigmoid(LOGITS))
+  # Race 1: one positive (row 3, divided by 1) and two negatives (rows 4, 5, each divided by 2).
+  np.testing.assert_allclose(grads["worse"], [0, 0, 0, -ds[3], ds[4] / 2, ds[5] / 2], rtol=1e-5, atol=1e-8)
+  # 'both' moves race 0 too: its positives down (rows 0, 1 over 2) and its negative up (row 2 over 1).
+  np.testing.assert_allclose(grads["both"], [ds[0] / 2, ds[1] / 2, -ds[2], -ds[3], ds[4] / 2, ds[5] / 2],
+                             rtol=1e-5, atol=1e-8)
+  with pytest.raises(ValueError, match="push"):
+    objectives.get_objective("constrained", TinyFaces(), push="down")
+
+
 def test_gap_penalty_by_hand():
   _, objective = _objective("gap_penalty", weight=2.0, attributes=("race", "gender"))
   term, _, metrics = on_one_axis(lambda out, b, st: objective.fairness_term(out, b, st, AXIS),
@@ -344,7 +364,8 @@ def _run(mapper, num_devices, state, batches, step):
 
 OPTIONS = [
     ("constrained", dict(epsilon=0.05, multiplier_lr=0.5)),
-    ("constrained", dict(epsilon=0.05, multiplier_lr=0.5, rate_decay=0.9, deterministic_rates=True)),
+    ("constrained", dict(epsilon=0.05, multiplier_lr=0.5, rate_decay=0.9, deterministic_rates=True,
+                         push="worse_group")),
     ("gap_penalty", dict(weight=2.0)),
     ("mindiff", dict(weight=5.0, kernel_width=0.3)),
 ]
