@@ -18,7 +18,7 @@ old Black male.", ...; the gender word is a noun or male / female, so seed 003's
 all seen). Images at 64x64, flipped at random, normalised with OpenAI CLIP's mean and std (written to
 the export's image processor).
 
-Model: ``clip_zero_shot`` built fresh: a ViT of 8 px patches (64 image tokens), 128 wide, 3 layers,
+Model: ``clip_zero_shot`` built fresh: a ViT of 16 px patches (16 image tokens), 128 wide, 3 layers,
 and a 2-layer causal text transformer of the same width over 24 tokens, 128-d embeddings, with the BPE
 tokenizer of the captions and the seeds' prompts (``fairjax.clip.tokenizer``, 1,024 tokens). Its heads
 are zero-shot: gender against seed 003's word pairs in photo templates ("a photo of a woman.",
@@ -46,7 +46,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 _ARGS = ("smoke",)
 
 
-def architecture(width: int = 128, vision_layers: int = 3, text_layers: int = 2, patch_size: int = 8,
+def architecture(width: int = 128, vision_layers: int = 3, text_layers: int = 2, patch_size: int = 16,
                  context_length: int = 24) -> ml_collections.ConfigDict:
   """``model.kwargs.architecture`` of a small fresh CLIP (``fairjax.models.clip.CLIPConfig`` fields)."""
   heads = max(1, width // 32)
