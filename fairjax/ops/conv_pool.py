@@ -1,15 +1,17 @@
 """Convolution + bias + ReLU + 2x2 max pooling as one op that trains fast on XLA:CPU.
 
 The Keras CNNs spend most of a CPU training step in conv -> ReLU -> 2x2 max pool blocks. Written as
-separate ops, every block materialises full-batch tensors in each direction: the 9x im2col patches
-(124 MB for the §6.1 CNN's second layer at 64x64, batch 128), the pre-activation, its gradient. XLA:CPU
-allocates a step's temporaries afresh on every call, and the kernel hands them over one 4 KiB page
-fault at a time (~450 MB, 115k faults per step for that CNN, measured with ``getrusage``); touching
-that memory, not the arithmetic, dominated the step.
+separate ops (``conv.conv2d``'s im2col, ``pool.max_pool_2x2``), every block materialises full-batch
+tensors in both passes: the 9x im2col patches (124 MB for the §6.1 CNN's second layer at 64x64, batch
+128), the pre-activation and its gradient. XLA:CPU allocates a step's temporaries as one fresh block
+on every call (470 MB for that step), which the kernel hands over one 4 KiB page fault at a time
+(115k faults per step, counted with ``getrusage``): building the second layer's patches took four
+times as long as multiplying them, and XLA's own convolution path faults even more.
 
 This op runs the block in chunks of the batch (``lax.scan``), each about ``ROWS_PER_CHUNK`` output
-pixels, so the patches, pre-activation and their gradients of one chunk stay in cache and the step
-allocates next to nothing beyond the block's input and output:
+pixels, so that one chunk's patches, pre-activation and their gradients stay in cache and are reused
+by the next chunk; the step's temporaries shrink to the blocks' inputs, outputs and gradients (79 MB,
+19k faults per step):
 
   forward   z = patches(x) @ K;  out = relu(max_2x2(z) + b)      (keeps x, out and the int8 argmax)
   backward  dz = argmax-scatter(dout * [out > 0])
@@ -40,7 +42,8 @@ IMPLEMENTATIONS = ("auto", "lax", "im2col")
 
 # Output pixels (matmul rows) per chunk. Large enough for a matmul that keeps both cores busy; small
 # enough that a chunk's patches and pre-activation stay in L2/L3 (2,048 rows of 3x3x64 patches: 4.7 MB).
-# Measured on the §6.1 CNN (per-layer forward + backward, 2 cores): 2,048 beat 1,024, 4,096 and 8,192.
+# Measured on the §6.1 CNN (each block's forward + backward, 2 cores): 2,048 was the fastest for the
+# second block and as fast as any for the other two; 1,024, 4,096 and 8,192 were slower.
 ROWS_PER_CHUNK = 2048
 
 
@@ -70,10 +73,16 @@ def _conv_hw(in_hw, kernel_hw, strides, pads):
 
 
 def _chunking(n, pixels_per_image):
-  """(number of chunks, images per chunk) covering n images with chunks of ~ROWS_PER_CHUNK pixels."""
-  per_chunk = max(1, min(n, ROWS_PER_CHUNK // pixels_per_image))
-  count = -(-n // per_chunk)
-  return count, -(-n // count)  # spread evenly: padding is less than one image per chunk
+  """(number of chunks, images per chunk) covering n images with chunks of ~ROWS_PER_CHUNK pixels.
+
+  An even split (no padding) is taken when one needs at most twice the fewest chunks; otherwise the
+  last chunk is padded, by less than one image per chunk.
+  """
+  fewest = -(-n // max(1, min(n, ROWS_PER_CHUNK // pixels_per_image)))
+  for count in range(fewest, 2 * fewest + 1):
+    if n % count == 0:
+      return count, n // count
+  return fewest, -(-n // fewest)
 
 
 def _split(a, count, per_chunk):
@@ -108,7 +117,7 @@ def _unpool(g, argmax, conv_hw):
   """The transpose of _pool_with_argmax's selection: g into its argmax cell, zeros elsewhere."""
   n, h2, w2, f = g.shape
   # One broadcast compare-and-select over the [n, h2, 2, w2, 2, f] windows (a reshape away from
-  # [n, 2 h2, 2 w2, f]): cheaper on CPU than writing four masked copies and stacking them.
+  # [n, 2 h2, 2 w2, f]); in the backward pass it beat writing four masked copies and stacking them.
   cell = jnp.arange(4, dtype=argmax.dtype).reshape(1, 1, 2, 1, 2, 1)
   dz = jnp.where(argmax[:, :, None, :, None] == cell, g[:, :, None, :, None], 0)
   dz = dz.reshape(n, 2 * h2, 2 * w2, f)
@@ -148,19 +157,20 @@ def _fused_bwd(strides, pads, residuals, dout):
   conv_hw = _conv_hw(x.shape[1:3], (kh, kw), strides, pads)
   count, per_chunk = _chunking(n, conv_hw[0] * conv_hw[1])
   matrix = kernel.reshape(kh * kw * c, f)
-  g = jnp.where(out > 0, dout, 0)  # ReLU's gradient, 0 at 0 like nn.relu's
 
   def chunk(_, inputs):
-    xc, gc, argmax_c = inputs
-    dz = _unpool(gc, argmax_c, conv_hw).reshape(-1, f)
+    xc, out_c, dout_c, argmax_c = inputs
+    g = jnp.where(out_c > 0, dout_c, 0)  # ReLU's gradient, 0 at 0 like nn.relu's
+    dz = _unpool(g, argmax_c, conv_hw).reshape(-1, f)
     dkernel = _patch_rows(xc, (kh, kw), strides, pads).T @ dz
     # col2im: the transpose of the (linear) patch extraction, applied to the patches' gradient.
     col2im = jax.linear_transpose(lambda v: _patch_rows(v, (kh, kw), strides, pads), xc)
     (dx,) = col2im(dz @ matrix.T)
-    return None, (dkernel, dx)
+    return None, (dx, dkernel, g.sum((0, 1, 2)))
 
-  _, (dkernels, dx) = lax.scan(chunk, None, tuple(_split(a, count, per_chunk) for a in (x, g, argmax)))
-  return _merge(dx, n), dkernels.sum(0).reshape(kernel.shape), g.sum((0, 1, 2))
+  chunks = tuple(_split(a, count, per_chunk) for a in (x, out, dout, argmax))
+  _, (dx, dkernels, dbiases) = lax.scan(chunk, None, chunks)
+  return _merge(dx, n), dkernels.sum(0).reshape(kernel.shape), dbiases.sum(0)
 
 
 _fused.defvjp(_fused_fwd, _fused_bwd)
