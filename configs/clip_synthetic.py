@@ -29,9 +29,17 @@ cosine decay from 1e-3, batch 128. Every epoch the validation and test splits ar
 group through the heads (``report/``), and the run ends by exporting the model as a Hugging Face CLIP
 folder (``clip_checkpoint/``).
 
-Measured (2-core CPU shared with other jobs; see the report of the issue for the exact figures):
-wall time and the zero-shot test figures (gender accuracy, predicted-male share, equalized-odds gap by
-race) are listed in ``README`` text of the CLIP section.
+Measured (seed 0; 2-core CPU shared with three other training jobs, this run got 37 % of the machine:
+27 min wall, 10 CPU-minutes): on the 2,000 balanced test faces, zero-shot through the heads, gender
+accuracy 0.819 (macro F1 0.817) and race macro accuracy 0.492 (chance 0.2). The planted bias shows:
+group 1 ("Black") 0.732 accurate against 0.82-0.87 for the others, its women's recall (TPR) 0.52
+against 0.69-0.83, an equalized-odds gap of 0.307 by race; women are under-predicted overall (recall
+gap between the genders 0.186). The audit command on the export (second line above, seed 003's
+reading) finds every word pair biased towards "male", as seed 003 finds OpenAI's CLIP on UTKFace:
+male share 58.1 % (male/female), 56.0 % (man/woman), 58.7 % (boy/girl) against 50.3 % true, accuracy
+0.817 / 0.835 / 0.817 at threshold 0.5, and 0.830 at the ensemble's best threshold 0.25 (seed 003:
+0.2 to 0.3). Debiasing: seed 000 §8.3's subspace removal leaves accuracy and bias as they are (0.822,
+EO gap 0.268 at 0.5, as without); Chuang et al.'s prompt projections take gender accuracy to ~0.53.
 
 Arguments: 'smoke' (a run of seconds: 32x32 images, a 1-layer CLIP of width 32, 256 faces, one epoch).
 """
@@ -90,7 +98,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.optimizer.weight_decay = 0.05
   config.optimizer.grad_clip_norm = 1.0
   config.train.batch_size = 128
-  config.train.num_epochs = 8
+  config.train.num_epochs = 10
   config.train.log_every_steps = 20
   config.train.checkpoint_every_steps = 200
 
