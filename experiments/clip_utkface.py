@@ -13,6 +13,7 @@ archive itself, or the extracted UTKFace/ folder); without it the script says so
                   every debiasing method fitted on the validation part, retrieval bias before and after.
                   Images are decoded as the run decoded them (its ``data.image_size``), so the audit
                   sees the distribution the model was trained on
+  OUT/audit_k1/   both subspace methods again with one component (k = 1), on OUT/audit's embeddings
   OUT/results.md, results.json    the table beside the seeds' numbers
 
 Runs resume and a finished one is kept. ``--smoke`` is the config's smoke variant: its numbers mean
@@ -26,6 +27,7 @@ from absl import flags
 from absl import logging
 
 from experiments import clip_runs
+from experiments import clip_synthetic
 from fairjax.data import utkface
 
 CONFIG = "clip_utkface.py"
@@ -50,7 +52,10 @@ def run(manual_dir: str, output_dir: str, smoke: bool = False, log=print) -> str
   config.data.manual_dir = manual_dir
   export = clip_runs.train(config, os.path.join(output_dir, "pretrain"), log)
   summary = clip_runs.audit_export(export, config, os.path.join(output_dir, "audit"), smoke=smoke, log=log)
-  rows = clip_runs.zero_shot_rows(summary) + clip_runs.method_rows(summary)
+  one = clip_runs.audit_one_component(export, config, os.path.join(output_dir, "audit_k1"),
+                                      os.path.join(output_dir, "audit", "embeddings"), smoke=smoke, log=log)
+  rows = (clip_runs.zero_shot_rows(summary) + clip_runs.method_rows(summary)
+          + clip_runs.method_rows(one, ", k = 1"))
   intro = [
       f"A small CLIP trained contrastively from scratch on UTKFace's training part (`configs/clip_utkface.py`"
       f"{', smoke: the numbers mean nothing' if smoke else ''}; captions from each image's labels), audited "
@@ -59,7 +64,8 @@ def run(manual_dir: str, output_dir: str, smoke: bool = False, log=print) -> str
       "seen only UTKFace's training faces, with captions that name gender, race and age.", "",
       "Details: [audit/report.md](audit/report.md) and `pretrain/report/report.md`."]
   ks = clip_runs.SMOKE_RETRIEVAL_K if smoke else clip_runs.RETRIEVAL_K
-  return clip_runs.write_results(rows, output_dir, "UTKFace: CLIP from scratch, zero-shot and debiased", intro, ks)
+  return clip_runs.write_results(rows, output_dir, "UTKFace: CLIP from scratch, zero-shot and debiased", intro, ks,
+                                 [clip_synthetic.subspace_note(summary)])
 
 
 FLAGS = flags.FLAGS

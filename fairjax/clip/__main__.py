@@ -50,6 +50,8 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the fit images, subsampling and
 _HEADLINE = flags.DEFINE_string("headline_set", None, "Gender set of report.md (default: the ensemble).")
 _GROUPINGS = flags.DEFINE_list("groupings", list(_D.groupings),
                                "Group reports of every set: race (always), gender, race_x_gender.")
+_EMBEDDINGS = flags.DEFINE_string("embeddings_dir", None, "Embedding cache (default OUT/embeddings); another "
+                                  "run's, to audit other settings without encoding again.")
 _PLOTS = flags.DEFINE_bool("plots", True, "Each method's figures (threshold sweeps, confusion by race).")
 _OUTPUT = flags.DEFINE_string("output_dir", None, "Folder for the report.")
 
@@ -70,7 +72,8 @@ def main(argv):
         subspace_k=_K.value, lam=_LAMBDA.value, retrieval_k=tuple(_RETRIEVAL_K.value),
         retrieval_desired=_DESIRED.value, image_size=_IMAGE_SIZE.value, batch_size=_BATCH.value,
         num_resamples=_N_BOOT.value, seed=_SEED.value, headline=_HEADLINE.value,
-        plots=_PLOTS.value, groupings=tuple(_GROUPINGS.value))
+        plots=_PLOTS.value, groupings=tuple(_GROUPINGS.value),
+        embeddings_dir=_EMBEDDINGS.value)
     summary = audit.run(options)
   except audit.CLIPAuditError as e:
     print(f"error: {e}", file=sys.stderr)

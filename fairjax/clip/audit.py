@@ -104,6 +104,7 @@ class Options:
   headline: Optional[str] = None              # gender set of the report's tables; default the ensemble
   plots: bool = True                          # each method's figures (most of a small run's time)
   groupings: tuple = zero_shot.GROUPINGS      # group reports of each set (race is always needed)
+  embeddings_dir: Optional[str] = None        # the embedding cache; default OUT/embeddings
   data: Any = None                            # an experiment config's data section (ConfigDict)
 
 
@@ -482,7 +483,7 @@ def run(options: Options, log=print) -> dict:
   loader = SplitLoader(options)
   base_key = {"checkpoint": checkpoint_fingerprint(options.checkpoint), "transform": repr(transform),
               **loader.describe(), "seed": options.seed}
-  cache = os.path.join(options.output_dir, CACHE_DIR)
+  cache = options.embeddings_dir or os.path.join(options.output_dir, CACHE_DIR)
 
   def encoded(rows, path, key, what=""):
     log(f"encoding {len(rows.plan)} images of {base_key['dataset']} {rows.split}{what} ...")

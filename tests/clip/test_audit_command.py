@@ -261,9 +261,10 @@ def test_command_end_to_end(tmp_path):
   assert none["gender"]["ensemble"]["at_0.5"]["accuracy"] == summary["methods"]["none"]["at_0.5"]["accuracy"]
   assert "accuracy" in done.stdout and "report:" in done.stdout
 
-  # A rerun with other prompt sets and methods reads the cached embeddings back: same figures.
-  options = audit.Options(checkpoint=CHECKPOINT, output_dir=str(out), num_examples=24, fit_per_group=8,
-                          prompt_sets=("seed003",), methods=("none",), retrieval_k=(5, 50), plots=False)
+  # A rerun with other prompt sets and methods, into another folder, reads the cached embeddings back.
+  options = audit.Options(checkpoint=CHECKPOINT, output_dir=str(tmp_path / "again"), num_examples=24,
+                          fit_per_group=8, prompt_sets=("seed003",), methods=("none",), retrieval_k=(5, 50),
+                          plots=False, embeddings_dir=str(out / "embeddings"))
   again = audit.run(options, log=lambda _: None)
   assert again["embeddings_from_cache"]
   assert again["methods"]["none"]["sets"] == summary["methods"]["none"]["sets"]

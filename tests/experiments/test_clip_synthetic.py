@@ -81,6 +81,7 @@ def test_smoke_run_end_to_end(tmp_path):
   text = (out / "results.md").read_text()
   for label in ("zero-shot: male/female", "zero-shot: ensemble", "debiased: subspace, defining sets",
                 "debiased: subspace, seed's sets", "debiased: calibrated projection",
+                "debiased: subspace, defining sets, k = 1", "debiased: subspace, seed's sets, k = 1",
                 "fine-tuned: §8.2 prompt CE, EO selection rule", "fine-tuned: + equalized-odds constraints"):
     assert f"| {label} |" in text
   for folder in ("pretrain", "finetune", "finetune_constrained"):
