@@ -9,7 +9,7 @@ from fairjax.models import registry
 from fairjax.models.heads import HeadSpec
 from tests.models import util
 
-EXPECTED = ("aghav_age_gender_cnn", "jlu_cnn", "resnet18", "se_resnet101", "tripathi_gender_cnn",
+EXPECTED = ("aghav_age_gender_cnn", "clip_zero_shot", "jlu_cnn", "resnet18", "se_resnet101", "tripathi_gender_cnn",
             "utk_demographic_cnn", "utk_gender_cnn", "vgg16", "vgg_face", "vgg_face_age", "vgg_face_gender")
 
 
