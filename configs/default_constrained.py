@@ -53,5 +53,6 @@ def get_config(arg: str = ""):
       rate_decay=0.99,
       deterministic_rates=True,
       push="worse_group",
+      constraint_holdout=0.0,
   ))
   return config

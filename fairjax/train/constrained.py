@@ -224,6 +224,13 @@ def surrogate_gaps(rates: Array, names: Sequence[str], push: str) -> Array:
   return first[:, :, None, :] - second[:, None, :, :]
 
 
+def constraint_rows(index: Array, fraction: float) -> Array:
+  """Whether each row (by its data set ``index``) is held out for the constraints: a fixed ``fraction``
+  of the rows, the same in every epoch and on every device (a multiplicative hash of the index)."""
+  hashed = (jnp.asarray(index).astype(jnp.uint32) * jnp.uint32(2654435761)) >> 8
+  return hashed < jnp.uint32(round(fraction * (1 << 24)))
+
+
 def largest_gap(gaps: Array, active: Array) -> Array:
   """Max - min over the groups of each rate and class, ``[R, C]`` (0 with fewer than two groups)."""
   return jnp.max(jnp.where(active, gaps, 0.0), axis=(1, 2))
@@ -258,6 +265,10 @@ class _GroupRateObjective(objectives.Standard, abc.ABC):
       known &= jnp.asarray(batch["mask"]).astype(bool)
     return y, hard, soft, known
 
+  def task_batch(self, batch):
+    """The rows the task loss is taken over: all of them, unless an objective holds some out."""
+    return batch
+
   @abc.abstractmethod
   def fairness_term(self, outputs, batch, objective_state, axis_name):
     """``(term, new objective_state, metrics)``; ``term`` is added to the standard loss."""
@@ -276,7 +287,7 @@ class _GroupRateObjective(objectives.Standard, abc.ABC):
   def loss(self, params, state, batch, rng, apply_fn, axis_name):
     outputs, model_state = objectives.forward(apply_fn, params["model"], state.model_state,
                                               objectives.model_images(batch), rng, train=True)
-    task, metrics = self.task_loss(params["model"], outputs, batch, axis_name)
+    task, metrics = self.task_loss(params["model"], outputs, self.task_batch(batch), axis_name)
     term, objective_state, fairness = self.fairness_term(self.rate_outputs(params["model"], outputs), batch,
                                                          state.objective_state, axis_name)
     metrics.update({f"fairness/{k}": v for k, v in fairness.items()})
@@ -310,7 +321,7 @@ class Constrained(_GroupRateObjective):
   def __init__(self, model, head: Optional[str] = None, attributes: Sequence[str] = ("race",),
                constraint: str = "equalized_odds", epsilon: float = 0.05, multiplier_lr: float = 0.01,
                multiplier_max: float = 10.0, temperature: float = 1.0, rate_decay: float = 0.0,
-               deterministic_rates: bool = False, push: str = "both"):
+               deterministic_rates: bool = False, push: str = "both", constraint_holdout: float = 0.0):
     super().__init__(model, head, attributes, constraint, temperature, deterministic_rates)
     if not 0 <= epsilon < 1:
       raise ValueError(f"epsilon must lie in [0, 1), got {epsilon}")
@@ -322,7 +333,20 @@ class Constrained(_GroupRateObjective):
     self.epsilon, self.multiplier_lr, self.multiplier_max = epsilon, multiplier_lr, multiplier_max
     if push not in PUSHES:
       raise ValueError(f"push must be one of {PUSHES}, got {push!r}")
-    self.rate_decay, self.push = float(rate_decay), push
+    if not 0 <= constraint_holdout < 1:
+      raise ValueError(f"constraint_holdout must lie in [0, 1), got {constraint_holdout}")
+    self.rate_decay, self.push, self.holdout = float(rate_decay), push, float(constraint_holdout)
+
+  def _held_out(self, batch) -> Array:
+    if "index" not in batch:
+      raise ValueError("constraint_holdout needs the batch's 'index' column (the input pipeline's row index)")
+    return constraint_rows(batch["index"], self.holdout)
+
+  def task_batch(self, batch):
+    if not self.holdout:
+      return batch
+    mask = jnp.asarray(batch["mask"], bool) if "mask" in batch else jnp.ones(jnp.shape(batch["index"]), bool)
+    return {**batch, "mask": mask & ~self._held_out(batch)}
 
   def init_state(self, params) -> dict:
     del params
@@ -342,18 +366,24 @@ class Constrained(_GroupRateObjective):
     # mean per-batch counts from the first step on, as Adam corrects its moments.
     weight = decay * objective_state["count_weight"] + (1.0 - decay)
     term, multipliers, pooled_counts, metrics = 0.0, {}, {}, {}
+    held = self._held_out(batch).astype(jnp.float32)[:, None] if self.holdout else None
     for grouping in self.attributes:
       member = members(batch, grouping, valid)
-      batch_counts = lax.psum(lax.stop_gradient(group_counts(member, y, hard)), axis_name)
+      # With a held-out share, the multipliers answer the rates of rows the model never trains on and
+      # the surrogate (and the task loss) take the others (Cotter et al. 2019's two data sets).
+      measured, trained = (member, member) if held is None else (member * held, member * (1.0 - held))
+      batch_counts = lax.psum(lax.stop_gradient(group_counts(measured, y, hard)), axis_name)
       pooled_counts[grouping] = jax.tree.map(lambda old, new: decay * old + (1.0 - decay) * new,
                                              objective_state["counts"][grouping], batch_counts)
       pooled = jax.tree.map(lambda c: c / weight, pooled_counts[grouping])
       gaps, active = pairwise_gaps(*group_rates(pooled, self.rate_names))
       # The surrogate rates: this batch's soft numerators over the pooled denominators. Linear in
       # the batch's rows, so their gradient is an unbiased estimate of the pooled rates' gradient.
-      soft_counts = collectives.global_sum(group_counts(member, y, soft), axis_name)
+      # Held-out rows stand for the trained ones in the denominators, scaled by their share.
+      soft_counts = collectives.global_sum(group_counts(trained, y, soft), axis_name)
+      share = (1.0 - self.holdout) / self.holdout if self.holdout else 1.0
       surrogate_rates, _ = group_rates(
-          {"count": pooled["count"], "positives": pooled["positives"],
+          {"count": share * pooled["count"], "positives": share * pooled["positives"],
            "predicted": soft_counts["predicted"], "true_positives": soft_counts["true_positives"]},
           self.rate_names)
       surrogate = surrogate_gaps(surrogate_rates, self.rate_names, self.push)

@@ -199,6 +199,41 @@ def test_pooled_rates_and_surrogates_by_hand():
   np.testing.assert_allclose(grad, [s[0] * (1 - s[0]) / (4 / 3), 0.0, -s[2] * (1 - s[2]), 0.0], rtol=1e-5)
 
 
+def test_held_out_rows_set_the_multipliers_and_the_rest_train():
+  """constraint_holdout: the 0-1 counts (so the multipliers) come from the held-out rows alone, the
+  surrogate from the other rows over the held-out denominators scaled by the two shares, and the task
+  loss never sees a held-out row."""
+  _, objective = _objective("constrained", epsilon=0.1, multiplier_lr=1.0, constraint_holdout=0.5)
+  index = np.arange(6, dtype=np.int32) + 40
+  held = np.asarray(constrained.constraint_rows(index, 0.5))
+  assert 0 < held.sum() < 6
+  batch = {**BATCH, "index": index, "mask": np.ones(6, bool)}
+  state = _with_multipliers(objective, 0.3)
+  term, new, _ = _term(objective, LOGITS, batch, state)
+  race, y, s = BATCH["race"], BATCH["gender"], sigmoid(LOGITS)
+  pred = LOGITS > 0
+  counts = new["counts"]["race"]
+  for g in (0, 1):
+    rows = held & (race == g)
+    np.testing.assert_allclose(counts["count"][g], rows.sum())
+    np.testing.assert_allclose(counts["positives"][g, 0], (rows & (y == 1)).sum())
+    np.testing.assert_allclose(counts["true_positives"][g, 0], (rows & (y == 1) & pred).sum())
+  # Surrogate: trained rows' soft sums over the held-out denominators times (1 - 0.5) / 0.5 = 1.
+  def rate(g, label):
+    trained = ~held & (race == g) & (y == label)
+    denominator = (held & (race == g) & (y == label)).sum()
+    return s[trained].sum() / denominator if denominator else np.nan
+  expected = 0.0
+  for label in (1, 0):  # TPR over positives, FPR over negatives
+    r0, r1 = rate(0, label), rate(1, label)
+    if np.isfinite(r0) and np.isfinite(r1):
+      expected += 0.3 * ((r0 - r1 - 0.1) + (r1 - r0 - 0.1))
+  np.testing.assert_allclose(term, expected, rtol=1e-5)
+  np.testing.assert_array_equal(objective.task_batch(batch)["mask"], ~held)
+  with pytest.raises(ValueError, match="'index'"):
+    _term(objective, LOGITS, BATCH, state)
+
+
 class DropoutFaces(nn.Module):
   """An embedding, dropout in front of the head (as a KerasCNN), one sigmoid unit."""
 
