@@ -28,21 +28,18 @@ Data: UTKFace is read from ``$FAIRJAX_UTKFACE`` (the archive or its folder) or t
 Arguments: 'smoke' (256 images at 32x32, a 1-layer CLIP of width 32, one epoch).
 """
 
-import importlib.util
 import os
 
 import ml_collections
+
+from fairjax.train import config as config_lib
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _ARGS = ("smoke",)
 
 
 def _sibling(name: str):
-  """``configs/<name>.py`` loaded from its file, so that this config works under ``config_flags``."""
-  spec = importlib.util.spec_from_file_location(f"_fairjax_configs_{name}", os.path.join(_HERE, f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return config_lib.load_config_module(os.path.join(_HERE, f"{name}.py"))
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

@@ -12,23 +12,15 @@ the gender task's accuracy and race gaps beside it.
 Arguments: 'smoke' shrinks everything to a run of a few seconds (for tests), as for the default.
 """
 
-import importlib.util
 import os
 
 import ml_collections
 
-
-def _default():
-  """``configs/default.py`` loaded from its file, so that this config works under ``config_flags``."""
-  spec = importlib.util.spec_from_file_location("_fairjax_configs_default",
-                                                os.path.join(os.path.dirname(__file__), "default.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from fairjax.train import config as config_lib
 
 
 def get_config(arg: str = ""):
-  config = _default().get_config(arg)
+  config = config_lib.load_config_module(os.path.join(os.path.dirname(__file__), "default.py")).get_config(arg)
   config.objective.name = "jlu"
   config.objective.options = ml_collections.ConfigDict(dict(
       attributes=(config.eval.primary_grouping,),  # race, the attribute the default audits

@@ -26,6 +26,13 @@ The seed's numbers (test set)
   negatives), so the usual ``gender/gender/equalized_odds_difference`` is undefined (NaN) and the
   comparable figure is ``gender/gender/accuracy_gap``, the difference of the two genders' recalls.
 
+Measured here (the real archive, ``--config.data.image_size=64``, 50 epochs; 81 min on the loaded 2-core
+CPU): test macro accuracy 86.5 % (accuracy 86.6 %), macro F1 86.5 %, men-vs-women recall gap 0.046,
+disparate impact (women's accuracy over men's) 0.948; by race, an equalized-odds gap of 0.233 and an
+accuracy gap of 0.095; gender leakage from the embedding 0.347 above chance (the task itself), race
+leakage 0.011. Against the seed: four points more accurate, with half its gap between genders and a
+disparate impact nearer 1. The 'curated' run was not completed here.
+
 Arguments (comma-separated, combinable: 'curated,smoke')
   ''                the seed's run, as above.
   'curated'         §6.1.6: trained on the curated data set of §3.3 (rebalanced by augmenting the

@@ -14,7 +14,6 @@ audited test split and the fitting split are the ones the run was evaluated on, 
   the seeds' numbers           (OpenAI CLIP ViT-B/32 on UTKFace: references, not targets)
 """
 
-import importlib.util
 import json
 import math
 import os
@@ -23,6 +22,7 @@ from fairjax.clip import audit
 from fairjax.clip import audit_report
 from fairjax.clip import debias
 from fairjax.clip import zero_shot
+from fairjax.train import config as config_lib
 from fairjax.train import loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,26 +57,12 @@ COLUMNS = (("accuracy", "accuracy"), ("macro_accuracy", "macro acc."), ("macro_f
 
 def config_of(file: str, arg: str = ""):
   """``configs/<file>``'s ``get_config(arg)``."""
-  path = os.path.join(CONFIGS, file)
-  spec = importlib.util.spec_from_file_location(f"_experiment_{os.path.splitext(file)[0]}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
-
-
-def _finished(workdir: str, config) -> bool:
-  saved = os.path.join(workdir, "config.json")
-  if not os.path.exists(saved):
-    return False
-  with open(saved) as f:
-    if json.load(f) != json.loads(config.to_json_best_effort()):
-      raise ValueError(f"{workdir} holds a run of another config; remove it or choose another --output_dir")
-  return os.path.exists(os.path.join(workdir, "report", "final_metrics.json"))
+  return config_lib.load_config_module(os.path.join(CONFIGS, file)).get_config(arg)
 
 
 def train(config, workdir: str, log=print) -> str:
   """Trains ``config`` in ``workdir`` (resuming; a finished run is kept) and returns its export."""
-  if _finished(workdir, config):
+  if loop.finished(workdir, config):
     log(f"{workdir}: finished run, not trained again")
   else:
     log(f"training in {workdir}")

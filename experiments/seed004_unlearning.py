@@ -26,7 +26,6 @@ probe can only score by reading gender itself, while in BD age alone gives gende
 """
 
 import csv
-import importlib.util
 import json
 import os
 
@@ -37,6 +36,7 @@ import numpy as np
 
 from fairjax.report import embeddings as embeddings_lib
 from fairjax.report import run_report
+from fairjax.train import config as config_lib
 from fairjax.train import loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,10 +78,7 @@ _MODELS = flags.DEFINE_list("models", [m[0] for m in MODELS], "Models to run, of
 
 
 def _config_module():
-  spec = importlib.util.spec_from_file_location("_seed004_unlearning_config", CONFIG_FILE)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return config_lib.load_config_module(CONFIG_FILE)
 
 
 def model_config(model: str, dataset: str, smoke: bool = False, manual_dir=None, cpu: bool = False):
@@ -97,17 +94,6 @@ def model_config(model: str, dataset: str, smoke: bool = False, manual_dir=None,
   return config
 
 
-def _finished(workdir: str, config) -> bool:
-  """Whether ``workdir`` holds a finished run of ``config`` (a run of another config is an error)."""
-  saved = os.path.join(workdir, "config.json")
-  if not os.path.exists(saved):
-    return False
-  with open(saved) as f:
-    if json.load(f) != json.loads(config.to_json_best_effort()):
-      raise ValueError(f"{workdir} holds a run of another config; remove it or choose another --output_dir")
-  return os.path.exists(os.path.join(workdir, "report", "final_metrics.json"))
-
-
 def run_models(models, dataset: str, output_dir: str, smoke: bool = False, manual_dir=None,
                cpu: bool = False) -> dict:
   """Trains (or finds finished) each model's run; returns ``{model: final metrics}``."""
@@ -119,7 +105,7 @@ def run_models(models, dataset: str, output_dir: str, smoke: bool = False, manua
   for model in models:
     config = model_config(model, dataset, smoke, manual_dir, cpu)
     workdir = os.path.join(output_dir, model)
-    if _finished(workdir, config):
+    if loop.finished(workdir, config):
       print(f"{model}: finished run in {workdir}, not trained again")
     else:
       print(f"{model}: training in {workdir}")

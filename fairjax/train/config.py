@@ -6,6 +6,9 @@ know (a misspelt ``--config.optimiser.learning_rate`` in a config file would oth
 silently); ``config_flags`` already rejects unknown keys given on the command line.
 """
 
+import importlib.util
+import os
+
 import ml_collections
 
 from fairjax.data import experiment as data_experiment
@@ -13,6 +16,16 @@ from fairjax.train import optimizers
 
 # Sections whose keys are free-form options passed through to a registered component.
 FREE_FORM = ("model.kwargs", "objective.options", "data.treatment_options", "data.synthetic")
+
+
+def load_config_module(path: str):
+  """The config file at ``path`` as a module, loaded from the file itself (``configs/`` is no package:
+  ``config_flags`` loads configs by path, and a config that builds on another does the same)."""
+  name = "_fairjax_config_" + os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 def base_config() -> ml_collections.ConfigDict:

@@ -187,6 +187,18 @@ def _check_finite(step: int, metrics: dict) -> None:
                              "is intact")
 
 
+def finished(workdir: str, config) -> bool:
+  """Whether ``workdir`` holds a finished run of ``config``: its report written. A workdir of another
+  config is an error, so that a script rerun after a config changed never reports a stale run."""
+  saved = os.path.join(workdir, "config.json")
+  if not os.path.exists(saved):
+    return False
+  with open(saved) as f:
+    if json.load(f) != json.loads(config.to_json_best_effort()):
+      raise ValueError(f"{workdir} holds a run of another config; remove it or choose another --output_dir")
+  return os.path.exists(os.path.join(workdir, "report", "final_metrics.json"))
+
+
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains ``config``'s model in ``workdir`` (resuming from its last checkpoint) and writes the report.
 
