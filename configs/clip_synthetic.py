@@ -64,16 +64,8 @@ def architecture(width: int = 128, vision_layers: int = 3, text_layers: int = 2,
       projection_dim=width, hidden_act="quick_gelu"))
 
 
-def parse_args(arg: str) -> set[str]:
-  words = {w.strip() for w in arg.split(",") if w.strip()}
-  unknown = sorted(words - set(_ARGS))
-  if unknown:
-    raise ValueError(f"configs/clip_synthetic.py: unknown argument(s) {unknown}; known: {', '.join(_ARGS)}")
-  return words
-
-
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  words = parse_args(arg)
+  words = config_lib.config_words(arg, _ARGS, __file__)
   config = config_lib.base_config()
   config.seed = 0
 

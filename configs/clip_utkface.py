@@ -43,13 +43,10 @@ def _sibling(name: str):
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  words = {w.strip() for w in arg.split(",") if w.strip()}
-  unknown = sorted(words - set(_ARGS))
-  if unknown:
-    raise ValueError(f"configs/clip_utkface.py: unknown argument(s) {unknown}; known: {', '.join(_ARGS)}")
+  words = config_lib.config_words(arg, _ARGS, __file__)
   config = _sibling("clip_synthetic").get_config(arg)
   config.data.name = "utkface"
-  config.data.manual_dir = _sibling("seed000_clip_finetune").utkface_dir()
+  config.data.manual_dir = config_lib.utkface_dir(__file__)
   config.data.splits = "holdout"  # the experiments' 72 / 8 / 20 cut, as the audit command cuts it
   config.data.subset_size = 0
   config.data.stratify_by = ("age_band", "gender")

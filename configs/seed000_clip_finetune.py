@@ -72,18 +72,8 @@ def default_checkpoint() -> str:
                                                                    "clip_checkpoint")
 
 
-def utkface_dir() -> str:
-  """The folder holding UTKFace.tar.gz: ``$FAIRJAX_UTKFACE`` (archive or folder) or the shared copy."""
-  path = os.environ.get("FAIRJAX_UTKFACE") or os.path.join(ROOT, "..", "shared", "data", "UTKFace.tar.gz")
-  path = os.path.normpath(path)
-  return os.path.dirname(path) if path.endswith(".tar.gz") else path
-
-
 def parse_args(arg: str) -> set[str]:
-  words = {w.strip() for w in arg.split(",") if w.strip()}
-  unknown = sorted(words - set(_ARGS))
-  if unknown:
-    raise ValueError(f"configs/seed000_clip_finetune.py: unknown argument(s) {unknown}; known: {', '.join(_ARGS)}")
+  words = config_lib.config_words(arg, _ARGS, __file__)
   if {"contrastive", "constrained"} <= words:
     raise ValueError("choose one of 'contrastive' (§8.1) and 'constrained' (§8.2 under constraints)")
   return words
@@ -112,7 +102,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.data.balanced.per_class.validation = 200
   if "utkface" in words:
     config.data.name = "utkface"
-    config.data.manual_dir = utkface_dir()
+    config.data.manual_dir = config_lib.utkface_dir(__file__)
     config.data.balanced.base = "holdout"
 
   config.model.name = "clip_zero_shot"

@@ -69,8 +69,6 @@ repository root. ``data.manual_dir`` holds that folder, which is what the loader
 must be downloaded by hand (see the README).
 """
 
-import os
-
 import ml_collections
 
 from fairjax.train import config as config_lib
@@ -78,25 +76,9 @@ from fairjax.train import config as config_lib
 _ARGS = ("x2", "x3", "smoke")
 
 
-def utkface_dir() -> str:
-  """``data.manual_dir``: the folder holding UTKFace.tar.gz (or UTKFace/), as the loader looks there.
-
-  ``$FAIRJAX_UTKFACE`` may name the archive itself or its folder; unset, the shared copy beside the
-  repository (``../shared/data/UTKFace.tar.gz``) is used.
-  """
-  path = os.environ.get("FAIRJAX_UTKFACE") or os.path.join(
-      os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data", "UTKFace.tar.gz")
-  path = os.path.normpath(path)
-  return os.path.dirname(path) if path.endswith(".tar.gz") else path
-
-
 def parse_args(arg: str) -> set[str]:
   """The comma-separated words of ``arg``; an unknown word is an error, not a silent default run."""
-  words = {w.strip() for w in arg.split(",") if w.strip()}
-  unknown = sorted(words - set(_ARGS))
-  if unknown:
-    raise ValueError(f"configs/seed001_vgg_face_age.py: unknown argument(s) {unknown}; "
-                     f"known: {', '.join(_ARGS)}")
+  words = config_lib.config_words(arg, _ARGS, __file__)
   if {"x2", "x3"} <= words:
     raise ValueError("choose one of 'x2' and 'x3'")
   return words
@@ -108,7 +90,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.seed = 0
 
   config.data.name = "utkface"
-  config.data.manual_dir = utkface_dir()
+  config.data.manual_dir = config_lib.utkface_dir(__file__)
   config.data.image_size = 224  # VGG-Face's input; fc6's width fixes it
   config.data.grayscale = False
   config.data.mean = (0.0,)

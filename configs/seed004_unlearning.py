@@ -66,8 +66,6 @@ or the extracted UTKFace/) if set, else from ``../shared/data/UTKFace.tar.gz`` r
 repository root.
 """
 
-import os
-
 import ml_collections
 
 from fairjax.models import jlu_cnn
@@ -81,14 +79,6 @@ DATASETS = ("utkface", "synthetic")
 SYNTHETIC_EXAMPLES = 6_000
 UTKFACE_SUBSET = 6_350
 FLAGS = ("cpu", "smoke")
-
-
-def utkface_dir() -> str:
-  """``data.manual_dir``: the folder holding UTKFace.tar.gz (or UTKFace/), as the loader looks there."""
-  path = os.environ.get("FAIRJAX_UTKFACE") or os.path.join(
-      os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data", "UTKFace.tar.gz")
-  path = os.path.normpath(path)
-  return os.path.dirname(path) if path.endswith(".tar.gz") else path
 
 
 def parse_args(arg: str) -> tuple[str, str, set]:
@@ -112,7 +102,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
   if data_word == "utkface":
     config.data.name = "utkface"
-    config.data.manual_dir = utkface_dir()
+    config.data.manual_dir = config_lib.utkface_dir(__file__)
     config.data.subset_size = UTKFACE_SUBSET
   else:
     config.data.name = "synthetic_faces"

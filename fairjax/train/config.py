@@ -28,6 +28,27 @@ def load_config_module(path: str):
   return module
 
 
+def utkface_dir(config_file: str) -> str:
+  """``data.manual_dir`` of a UTKFace config: the folder holding UTKFace.tar.gz (or UTKFace/), where the
+  loader looks. ``$FAIRJAX_UTKFACE`` may name the archive itself or its folder; unset, the shared copy
+  beside the repository that holds ``config_file`` (``../shared/data/UTKFace.tar.gz``) is used."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(config_file)))
+  path = os.environ.get("FAIRJAX_UTKFACE") or os.path.join(root, "..", "shared", "data", "UTKFace.tar.gz")
+  path = os.path.normpath(path)
+  return os.path.dirname(path) if path.endswith(".tar.gz") else path
+
+
+def config_words(arg: str, known, config_file: str) -> set[str]:
+  """The comma-separated words of a config's argument (``configs/x.py:smoke,curated``); an unknown
+  word is an error naming the config, not a silent default run."""
+  words = {w.strip() for w in arg.split(",") if w.strip()}
+  unknown = sorted(words - set(known))
+  if unknown:
+    raise ValueError(f"configs/{os.path.basename(config_file)}: unknown argument(s) {unknown}; "
+                     f"known: {', '.join(known)}")
+  return words
+
+
 def base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
