@@ -9,6 +9,11 @@ DANN's schedule, so the gender model learns an embedding from which race is hard
 compares one to one with the default's: ``leakage_race`` in each split's summary.json (what a fresh
 probe still reads) against the default's, and the gender task's accuracy and race gaps beside it.
 
+Measured (2-core CPU, seed 0, 20,000 test images): gender accuracy 0.924 (default 0.936), race
+leakage 0.204 above chance (default 0.187), and the equalized-odds gap by race 0.318 (default 0.123).
+So on this task reversal neither hides race nor helps the planted group, whose accuracy falls most
+(worst group 0.795 against the default's 0.855).
+
 Arguments: 'smoke' shrinks everything to a run of a few seconds (for tests), as for the default.
 """
 
