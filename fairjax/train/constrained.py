@@ -315,7 +315,10 @@ class Constrained(_GroupRateObjective):
   Options: head, attributes (groupings), constraint, epsilon (the largest allowed gap), multiplier_lr
   (ascent step of the multipliers per unit of violation), multiplier_max (their cap: bounds how far the
   game can trade the task loss for the constraints), temperature (of the sigmoid / softmax surrogates),
-  rate_decay, deterministic_rates and push (see "Rates" in the module docstring).
+  rate_decay, deterministic_rates and push (see "Rates" in the module docstring), and
+  constraint_holdout: a fixed share of the training rows (hashed from their index) whose 0-1 rates alone
+  move the multipliers and which the task loss never sees, so that the multipliers answer rates of
+  images the model is not fitting (Cotter et al. 2019); 0 uses every row for both.
   """
 
   def __init__(self, model, head: Optional[str] = None, attributes: Sequence[str] = ("race",),
