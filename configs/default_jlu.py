@@ -9,6 +9,10 @@ that head's race posterior to the uniform one, with alpha = 1 (seed 004's M2). I
 to one with the default's: ``leakage_race`` in each split's summary.json against the default's, and
 the gender task's accuracy and race gaps beside it.
 
+Measured (2-core CPU, seed 0, 20,000 test images; 7 min): gender accuracy 0.937 (default 0.937),
+race leakage 0.162 above chance (default 0.173), equalized-odds gap by race 0.133 (default 0.129): the
+confusion loss fools the linear race head it trains against, and a fresh probe still reads race.
+
 Arguments: 'smoke' shrinks everything to a run of a few seconds (for tests), as for the default.
 """
 
