@@ -86,13 +86,29 @@ def audit_export(checkpoint: str, config, output_dir: str, *, methods=audit.METH
   return audit.run(options, log=log)
 
 
-def audit_one_component(checkpoint: str, config, output_dir: str, embeddings_dir: str, *, smoke: bool = False,
-                        log=print) -> dict:
-  """Both subspace methods with k = 1 instead of the seed's ≈100 % of the variance, on the embeddings
-  ``embeddings_dir`` already holds: the variance rule keeps dozens of components, and removing 40 % of
-  each barely moves cosines; one component shows what each kind of set takes as *the* gender direction."""
-  return audit_export(checkpoint, config, output_dir, methods=audit.SUBSPACE_METHODS, smoke=smoke, log=log,
-                      subspace_k=1, embeddings_dir=embeddings_dir)
+def audit_zero_shot(checkpoint: str, config, output_dir: str, *, smoke: bool = False,
+                    log=print) -> tuple[dict, list[dict], str]:
+  """``OUT/audit`` (every prompt set and method) and ``OUT/audit_k1`` (both subspace methods with k = 1
+  instead of the seed's ≈100 % of the variance, on ``OUT/audit``'s cached embeddings); returns the first
+  summary, the table rows of both, and the note that says why there are two k's."""
+  summary = audit_export(checkpoint, config, os.path.join(output_dir, "audit"), smoke=smoke, log=log)
+  one = audit_export(checkpoint, config, os.path.join(output_dir, "audit_k1"), methods=audit.SUBSPACE_METHODS,
+                     smoke=smoke, log=log, subspace_k=1,
+                     embeddings_dir=os.path.join(output_dir, "audit", audit.CACHE_DIR))
+  rows = zero_shot_rows(summary) + method_rows(summary) + method_rows(one, ", k = 1")
+  return summary, rows, subspace_note(summary)
+
+
+def subspace_note(summary: dict) -> str:
+  """What the seed's variance rule kept, and what one component does instead."""
+  fits = {m: summary["methods"][m]["fit"] for m in audit.SUBSPACE_METHODS if m in summary["methods"]}
+  kept = ", ".join(f"{m}: k = {f['k']} of {f['dimension']}" for m, f in fits.items())
+  return (f"Subspace rows: seed 000 §8.3 takes the fewest components explaining ≈100 % of the within-set "
+          f"variance (99 % here; {kept}), and removing 40 % of each of dozens of components barely moves "
+          "cosines. The `k = 1` rows remove 40 % of the first component only: with defining sets (one man "
+          "and one woman per set) that is the gender direction; with the seed's sets (one per gender, each "
+          "centred on its own mean) the gender difference is centred away before the PCA, and the first "
+          "component is variation within the genders, not the direction between them.")
 
 
 # -------------------------------------------------------------------------------------------- table

@@ -45,27 +45,11 @@ def finetune_config(arg: str, checkpoint: str, smoke: bool):
   return config
 
 
-def subspace_note(summary: dict) -> str:
-  """Why there are two k's: what the seed's variance rule kept, and what one component does."""
-  fits = {m: summary["methods"][m]["fit"] for m in ("subspace", "subspace_seed") if m in summary["methods"]}
-  kept = ", ".join(f"{m}: k = {f['k']} of {f['dimension']}" for m, f in fits.items())
-  return (f"Subspace rows: seed 000 §8.3 takes the fewest components explaining ≈100 % of the within-set "
-          f"variance (99 % here; {kept}), and removing 40 % of each of dozens of components barely moves "
-          "cosines. The `k = 1` rows remove 40 % of the first component only: with defining sets (one man "
-          "and one woman per set) that is the gender direction; with the seed's sets (one per gender, each "
-          "centred on its own mean) the gender difference is centred away before the PCA, and the first "
-          "component is variation within the genders, not the direction between them.")
-
-
 def run(output_dir: str, smoke: bool = False, log=print) -> str:
   """Every step; returns the path of results.md."""
   pretrain = clip_runs.config_of(PRETRAIN, "smoke" if smoke else "")
   export = clip_runs.train(pretrain, os.path.join(output_dir, "pretrain"), log)
-  zero_shot = clip_runs.audit_export(export, pretrain, os.path.join(output_dir, "audit"), smoke=smoke, log=log)
-  one = clip_runs.audit_one_component(export, pretrain, os.path.join(output_dir, "audit_k1"),
-                                      os.path.join(output_dir, "audit", "embeddings"), smoke=smoke, log=log)
-  rows = (clip_runs.zero_shot_rows(zero_shot) + clip_runs.method_rows(zero_shot)
-          + clip_runs.method_rows(one, ", k = 1"))
+  zero_shot, rows, subspace = clip_runs.audit_zero_shot(export, pretrain, output_dir, smoke=smoke, log=log)
   for name, arg, label in FINETUNES:
     config = finetune_config(arg, export, smoke)
     tuned = clip_runs.train(config, os.path.join(output_dir, name), log)
@@ -84,7 +68,7 @@ def run(output_dir: str, smoke: bool = False, log=print) -> str:
       "retrieval at every k, the fits), [finetune_audit/report.md](finetune_audit/report.md), "
       "[finetune_constrained_audit/report.md](finetune_constrained_audit/report.md), and each run's "
       "`report/report.md`."]
-  notes = [subspace_note(zero_shot)]
+  notes = [subspace]
   return clip_runs.write_results(rows, output_dir, "Synthetic faces: CLIP from scratch, zero-shot, debiased, "
                                  "fine-tuned", intro, ks, notes)
 

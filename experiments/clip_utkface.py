@@ -27,7 +27,6 @@ from absl import flags
 from absl import logging
 
 from experiments import clip_runs
-from experiments import clip_synthetic
 from fairjax.data import utkface
 
 CONFIG = "clip_utkface.py"
@@ -51,11 +50,7 @@ def run(manual_dir: str, output_dir: str, smoke: bool = False, log=print) -> str
   config = clip_runs.config_of(CONFIG, "smoke" if smoke else "")
   config.data.manual_dir = manual_dir
   export = clip_runs.train(config, os.path.join(output_dir, "pretrain"), log)
-  summary = clip_runs.audit_export(export, config, os.path.join(output_dir, "audit"), smoke=smoke, log=log)
-  one = clip_runs.audit_one_component(export, config, os.path.join(output_dir, "audit_k1"),
-                                      os.path.join(output_dir, "audit", "embeddings"), smoke=smoke, log=log)
-  rows = (clip_runs.zero_shot_rows(summary) + clip_runs.method_rows(summary)
-          + clip_runs.method_rows(one, ", k = 1"))
+  summary, rows, subspace = clip_runs.audit_zero_shot(export, config, output_dir, smoke=smoke, log=log)
   intro = [
       f"A small CLIP trained contrastively from scratch on UTKFace's training part (`configs/clip_utkface.py`"
       f"{', smoke: the numbers mean nothing' if smoke else ''}; captions from each image's labels), audited "
@@ -65,7 +60,7 @@ def run(manual_dir: str, output_dir: str, smoke: bool = False, log=print) -> str
       "Details: [audit/report.md](audit/report.md) and `pretrain/report/report.md`."]
   ks = clip_runs.SMOKE_RETRIEVAL_K if smoke else clip_runs.RETRIEVAL_K
   return clip_runs.write_results(rows, output_dir, "UTKFace: CLIP from scratch, zero-shot and debiased", intro, ks,
-                                 [clip_synthetic.subspace_note(summary)])
+                                 [subspace])
 
 
 FLAGS = flags.FLAGS
