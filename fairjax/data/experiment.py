@@ -9,7 +9,11 @@ configured treatments to the training plan:
            by ``stratify_by`` (default 72 / 8 / 20: 80:20, then a tenth of training for validation)
   bias     seed 004 §3.1: train on BD (young women and old men) minus a stratified validation slice;
            evaluate on EBD (equal men and women per 4-year bin, drawn from held-out images) and on
-           BD_complement (young men and old women); 'test' is EBD
+           BD_complement (young men and old women); 'test' is EBD. With ``bias.side_size`` > 0 the
+           training split also holds seed 004's separate gender data set (``treatments.gender_set``,
+           drawn from the loaded images that ``subset_size`` left out): its rows carry gender and hide
+           age, BD's training rows carry age and hide gender, so the age head learns from BD only and
+           the gender head (the one unlearning confuses) from faces whose age says nothing of gender
   kfold    seed 000 §8.1.2: the one loaded split cut into ``kfold.k`` folds stratified by ``stratify_by``;
            fold ``kfold.fold`` is the test split, and a stratified ``kfold.validation_fraction`` of the
            other folds validates (run fold = 0 .. k-1 for the K-fold estimate)
@@ -41,7 +45,7 @@ from fairjax.data import treatments
 from fairjax.registry import Registry
 
 # Seed stages: each random step of ``build`` draws from (config.seed, stage), independently of the others.
-_SUBSET, _SPLIT, _BIAS, _TREATMENTS, _BALANCE = range(5)
+_SUBSET, _SPLIT, _BIAS, _TREATMENTS, _BALANCE, _GENDER_SET = range(6)
 SPLIT_NAMES = ("train", "validation", "test")
 
 
@@ -80,8 +84,9 @@ def default_config() -> ml_collections.ConfigDict:
   config.subset_size = 0  # 0: everything; seed 000 §6.1 drew 8000
   config.stratify_by = ("age_band", "gender")  # metadata columns, or 'age_band' (10-year bands)
   config.holdout_fractions = ml_collections.ConfigDict(dict(train=0.72, validation=0.08, test=0.2))
-  # 'bias': the share of the 16-71 year-olds held out to draw EBD from, and of BD kept for validation.
-  config.bias = ml_collections.ConfigDict(dict(ebd_fraction=0.2, validation_fraction=0.1))
+  # 'bias': the share of the 16-71 year-olds held out to draw EBD from, and of BD kept for validation;
+  # side_size > 0 adds that many rows of a separate gender data set to training (see the docstring).
+  config.bias = ml_collections.ConfigDict(dict(ebd_fraction=0.2, validation_fraction=0.1, side_size=0))
   # 'kfold': k folds, the one tested, and the share of the others kept for validation.
   config.kfold = ml_collections.ConfigDict(dict(k=5, fold=0, validation_fraction=0.1))
   # 'balanced': the scheme cut first, the attribute balanced and the images per class of each split.
@@ -178,8 +183,21 @@ def _bias(config) -> dict[str, DataSplit]:
   fraction = config.bias.validation_fraction
   bd = treatments.stratified_split(sets["BD"], {"train": 1.0 - fraction, "validation": fraction},
                                    tuple(config.stratify_by), (config.seed, _SPLIT))
+  if config.bias.side_size:
+    bd["train"] = _with_gender_set(bd["train"], plans.as_plan(loaded.metadata), sets["OD"], config)
   plans_by_name = {**bd, "test": sets["EBD"], "EBD": sets["EBD"], "BD_complement": sets["BD_complement"]}
   return {name: DataSplit(loaded.source, plan, name, loaded.skipped) for name, plan in plans_by_name.items()}
+
+
+def _with_gender_set(bd_train: pd.DataFrame, loaded: pd.DataFrame, od: pd.DataFrame, config) -> pd.DataFrame:
+  """BD's training rows with gender hidden, then ``bias.side_size`` rows of a gender data set drawn
+  from the loaded images outside the experiment (not in OD's subset) with age hidden."""
+  if not config.subset_size:
+    raise ValueError("data.bias.side_size draws the gender data set from the images that data.subset_size "
+                     "leaves out; set subset_size (with every image in OD, none is left)")
+  outside = loaded[~loaded["source_index"].isin(od["source_index"])]
+  side = treatments.gender_set(outside, int(config.bias.side_size), (config.seed, _GENDER_SET))
+  return pd.concat([bd_train.assign(gender=-1), side.assign(age=-1)], ignore_index=True)
 
 
 @_SCHEMES.register("kfold")

@@ -4,7 +4,10 @@ A source is any random-access sequence of schema records (``len(source)``, ``sou
 UTKFace reader's decoded cache, a TFDS array_record data source, or the synthetic faces, which draw
 example i on demand. Optionally a *plan* (a treatment's output: rows naming a ``source_index``, an
 ``augment_seed`` and optionally an example ``weight``) says which records to use, how often, which
-copies to augment and how much each counts in the loss.
+copies to augment and how much each counts in the loss. A plan row whose label column (age, gender,
+race) is -1 hides that label of its record: the batch carries -1 (unknown) there, so every loss skips
+it. That is how a split trains one head on some rows and another on others (seed 004's separate age
+and gender data sets, ``experiment``'s 'bias' scheme with ``side_size``).
 
 Order. The global order is a grain shuffle of the plan's rows, reshuffled each epoch, from one seed.
 Global batch b is positions [b*B, (b+1)*B) of that order; process p of P takes its contiguous slice
@@ -59,11 +62,12 @@ class Preprocess:
     return out[..., None] if out.ndim == 2 else out
 
 
-def _plan_arrays(num_records: int, plan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Source index, augment seed and example weight of every plan row (every record, without a plan)."""
+def _plan_arrays(num_records: int, plan) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """Source index, augment seed, example weight and hidden labels (``[rows, len(LABEL_FIELDS)]``, True
+  where the plan's label is -1) of every plan row (every record, none hidden, without a plan)."""
   if plan is None:
     return (np.arange(num_records, dtype=np.int64), np.full(num_records, -1, np.int32),
-            np.ones(num_records, np.float32))
+            np.ones(num_records, np.float32), np.zeros((num_records, len(LABEL_FIELDS)), bool))
   source_index = np.asarray(plan["source_index"], np.int64)
   if len(source_index) and (source_index.min() < 0 or source_index.max() >= num_records):
     raise ValueError(f"plan refers to records outside the source's {num_records}")
@@ -71,15 +75,17 @@ def _plan_arrays(num_records: int, plan) -> tuple[np.ndarray, np.ndarray, np.nda
   seeds = (np.asarray(plan["augment_seed"], np.int32) if "augment_seed" in plan
            else np.full(num_rows, -1, np.int32))
   weights = np.asarray(plan["weight"], np.float32) if "weight" in plan else np.ones(num_rows, np.float32)
-  return source_index, seeds, weights
+  hidden = np.stack([np.asarray(plan[f]) < 0 if f in plan else np.zeros(num_rows, bool) for f in LABEL_FIELDS], -1)
+  return source_index, seeds, weights, hidden.reshape(num_rows, len(LABEL_FIELDS))
 
 
 class _Loader:
   """Plan row → example dict with a preprocessed image (run in grain's reader threads)."""
 
-  def __init__(self, source, source_index, augment_seeds, weights, preprocess, text=None):
-    self.source, self.source_index, self.augment_seeds = source, source_index, augment_seeds
-    self.weights, self.preprocess, self.text = weights, preprocess, text
+  def __init__(self, source, plan_arrays, preprocess, text=None):
+    self.source = source
+    self.source_index, self.augment_seeds, self.weights, self.hidden = plan_arrays
+    self.preprocess, self.text = preprocess, text
 
   def __call__(self, row: int) -> dict:
     if row < 0:  # padding of a last eval batch
@@ -87,8 +93,8 @@ class _Loader:
     index = int(self.source_index[row])
     record = self.source[index]
     example = {"image": self.preprocess(np.asarray(record["image"]))}
-    for field in LABEL_FIELDS:
-      example[field] = np.int32(record.get(field, -1))
+    for field, hidden in zip(LABEL_FIELDS, self.hidden[row]):
+      example[field] = np.int32(-1 if hidden else record.get(field, -1))
     example["augment_seed"] = self.augment_seeds[row]
     example["index"] = np.int32(index)
     example["mask"] = np.bool_(True)
@@ -150,8 +156,8 @@ def train_batches(
   Batches are ``global_batch_size / process_count`` rows; the caller splits them over local devices.
   ``text`` adds ``TEXT_FIELDS`` from each record (see the module docstring).
   """
-  source_index, seeds, weights = _plan_arrays(len(source), plan)
-  num_rows = len(source_index)
+  arrays = _plan_arrays(len(source), plan)
+  num_rows = len(arrays[0])
   if num_rows == 0:
     raise ValueError("the training data is empty")
   num_batches = num_train_batches(num_rows, global_batch_size, num_epochs)
@@ -159,7 +165,7 @@ def train_batches(
     raise ValueError(f"start_batch {start_batch} outside [0, {num_batches}]")
   order = grain.MapDataset.range(num_rows).shuffle(seed=seed).repeat(num_epochs)
   batches = _host_batches(num_batches, global_batch_size, process_index, process_count,
-                          order.__getitem__, _Loader(source, source_index, seeds, weights, preprocess, text))
+                          order.__getitem__, _Loader(source, arrays, preprocess, text))
   yield from batches[start_batch:].to_iter_dataset(_read_options(num_threads))
 
 
@@ -175,12 +181,12 @@ def eval_batches(
     text: Optional[Callable[[dict, int], dict]] = None,
 ) -> Iterator[dict]:
   """Every row once, in order, in fixed-size batches; the last is padded with ``mask == False``."""
-  source_index, seeds, weights = _plan_arrays(len(source), plan)
-  num_rows = len(source_index)
+  arrays = _plan_arrays(len(source), plan)
+  num_rows = len(arrays[0])
   num_batches = -(-num_rows // global_batch_size)
   batches = _host_batches(num_batches, global_batch_size, process_index, process_count,
                           lambda position: position if position < num_rows else -1,
-                          _Loader(source, source_index, seeds, weights, preprocess, text))
+                          _Loader(source, arrays, preprocess, text))
   yield from batches.to_iter_dataset(_read_options(num_threads))
 
 

@@ -4,6 +4,7 @@
                                        gender, 80:20) and §8.1.2 (stratified K-fold)
   min_age, oversample                  seed 001 (drop ages under 16; repeat everyone 60+ twice or three times)
   bias_splits                          seed 004 §3.1 (OD, BD and its complement, EBD)
+  gender_set                           seed 004 §3.2's separate gender data set (for the unlearnt head)
   rebalance                            seed 000 §3.3 (``rebalance.py``)
   reweigh                              Kamiran & Calders' example weights (``reweighing.py``)
 
@@ -182,6 +183,36 @@ def bias_splits(frame: pd.DataFrame, seed: plans.Seed = 0, *, ages: tuple[int, i
   ebd = _equalise(pool, ((pool["age"] - ages[0]) // bin_width).to_numpy(), rng, ages[0], bin_width)
   return {"OD": od, "BD": plans.nonempty(bd, "bias_splits BD"),
           "BD_complement": plans.nonempty(complement, "bias_splits BD_complement"), "EBD": ebd}
+
+
+def gender_set(frame: pd.DataFrame, size: int, seed: plans.Seed = 0, *, ages: tuple[int, int] = (16, 72),
+               bin_width: int = 4) -> pd.DataFrame:
+  """Seed 004's *gender data set*: ``size`` rows aged ``ages`` (half-open, as OD) with exactly as many
+  women as men in every ``bin_width``-year bin, so that age tells nothing of gender in it.
+
+  Seed 004 §3.2 writes its losses over an age data set (X_age, y_age) and a gender data set (X_gen,
+  y_gen), "the method described would work even if we had an age only dataset and a gender only
+  dataset" (Alvi et al. 2018 train the spurious-variation head on a separate set). Trained on BD alone,
+  the gender head reads age, since BD's ages give gender away, and unlearning it then fights the age
+  task; on this set it can only read gender. Every bin keeps the same share of its balanced pairs
+  (rounded down), so the set's age distribution is that of ``frame``'s balanced part.
+  """
+  plan = plans.as_plan(frame)
+  age, gender = plan["age"].to_numpy(), plan["gender"].to_numpy()
+  plan = plan[(age >= ages[0]) & (age < ages[1]) & (gender >= 0)].reset_index(drop=True)
+  rng = plans.generator(seed)
+  balanced = _equalise(plan, ((plan["age"] - ages[0]) // bin_width).to_numpy(), rng, ages[0], bin_width)
+  if size <= 0 or size > len(balanced):
+    raise ValueError(f"gender_set: asked for {size} rows, but the frame has {len(balanced)} aged "
+                     f"{ages[0]}-{ages[1] - 1} with equal men and women per {bin_width}-year bin")
+  bins = ((balanced["age"] - ages[0]) // bin_width).to_numpy()
+  share = size / len(balanced)
+  keep = []
+  for b in np.unique(bins):
+    for sex in (MALE, FEMALE):
+      rows = np.flatnonzero((bins == b) & (balanced["gender"].to_numpy() == sex))
+      keep.append(rng.choice(rows, int(share * len(rows)), replace=False))
+  return plans.nonempty(balanced.iloc[np.sort(np.concatenate(keep))].reset_index(drop=True), "gender_set")
 
 
 # ------------------------------------------------------------------------------------------- registry

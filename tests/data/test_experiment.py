@@ -76,6 +76,30 @@ def test_bias_scheme_trains_on_bd_and_tests_on_held_out_ebd():
   assert (counts[0] == counts[1]).all() and len(counts) >= 12
 
 
+def test_bias_scheme_adds_a_gender_set_from_images_outside_the_subset():
+  config = _config(splits="bias", subset_size=1500)
+  config.synthetic.preset = "balanced"
+  config.num_examples.train = 2500
+  config.bias.side_size = 300
+  splits = experiment.build(config)
+  train = splits["train"].plan
+  bd, side = train[train.age >= 0], train[train.age < 0]
+  assert (bd.gender == -1).all() and len(side) > 280 and (side.gender >= 0).all()
+  assert side.gender.value_counts()[0] == side.gender.value_counts()[1]
+  meta = splits["train"].source.metadata
+  side_ages = meta.age.to_numpy()[side.source_index]
+  assert ((side_ages >= 16) & (side_ages < 72)).all()
+  evaluated = set().union(*(splits[k].plan.source_index for k in ("validation", "EBD", "BD_complement")))
+  assert set(side.source_index).isdisjoint(evaluated | set(bd.source_index))
+  plain = _config(splits="bias", subset_size=1500)
+  plain.synthetic.preset = "balanced"
+  plain.num_examples.train = 2500
+  np.testing.assert_array_equal(experiment.build(plain)["train"].plan.source_index, bd.source_index)
+  config.subset_size = 0
+  with pytest.raises(ValueError, match="side_size draws the gender data set"):
+    experiment.build(config)
+
+
 def test_treatments_change_only_the_training_plan():
   config = _config(treatments=("min_age", "oversample_old"))
   config.treatment_options.oversample_old.factor = 3

@@ -69,6 +69,16 @@ def test_plan_repeats_rows_and_carries_augment_seeds():
     _train(source, plan=pd.DataFrame({"source_index": [10]}), num_epochs=1)
 
 
+def test_a_plan_label_of_minus_one_hides_the_records_label():
+  source = _source(10)
+  plan = pd.DataFrame({"source_index": [2, 3, 4, 5], "augment_seed": [-1] * 4, "age": [2, -1, 4, -1],
+                       "gender": [-1, 1, 0, 1], "race": [2, 3, 4, 0]})
+  for batch in (_train(source, plan=plan, global_batch_size=4, num_epochs=1)[0],
+                next(pipeline.eval_batches(source, global_batch_size=4, plan=plan, preprocess=PRE, num_threads=1))):
+    rows = {i: (a, g, r) for i, a, g, r in zip(batch["index"], batch["age"], batch["gender"], batch["race"])}
+    assert rows == {2: (2, -1, 2), 3: (-1, 1, 3), 4: (4, 0, 4), 5: (-1, 1, 0)}  # the record's labels shown
+
+
 def test_eval_covers_every_row_once_with_a_masked_pad():
   source = _source(19)
   batches = list(pipeline.eval_batches(source, global_batch_size=8, preprocess=PRE, num_threads=2))

@@ -228,6 +228,19 @@ def test_bias_splits_hold_out_ebd_and_skip_one_gender_bins(caplog):
     treatments.bias_splits(meta.drop(columns="gender"))
 
 
+def test_gender_set_balances_gender_in_every_age_bin():
+  meta = _metadata(4000)
+  side = treatments.gender_set(meta, 600, seed=1)
+  assert side.age.between(16, 71).all() and 580 <= len(side) <= 600
+  bins = _bins(side)
+  assert (bins[0] == bins[1]).all() and len(bins) == 14
+  balanced = _bins(treatments.gender_set(meta, 2 * _bins(meta[meta.age.between(16, 71)]).min(axis=1).sum(), seed=1))
+  np.testing.assert_allclose(bins[0] / bins[0].sum(), balanced[0] / balanced[0].sum(), atol=0.02)  # same ages
+  assert treatments.gender_set(meta, 600, seed=1).equals(side)
+  with pytest.raises(ValueError, match="asked for 100000 rows"):
+    treatments.gender_set(meta, 100_000)
+
+
 def test_registry_names_configures_and_chains_treatments():
   assert set(treatments.names()) >= {"min_age", "oversample_old", "rebalance_age_first", "rebalance_race_first",
                                      "stratified_subset"}

@@ -58,6 +58,22 @@ def test_the_models_are_the_seeds_alphas_and_the_two_comparisons():
   assert module.get_config("m1").data.image_size == 96
 
 
+@pytest.mark.parametrize("extra", ["utkface", "synthetic", "synthetic,smoke", "utkface,cpu,smoke"])
+def test_side_adds_only_the_gender_set(extra):
+  module = _config_module()
+  plain, side = module.get_config(f"m2,{extra}"), module.get_config(f"m2,side,{extra}")
+  config_lib.check_config(side)
+  assert side.data.bias.side_size == (64 if "smoke" in extra else module.SIDE_SIZE)
+  if "synthetic" in extra:  # images left outside OD's subset to draw the gender set from
+    assert side.data.subset_size == plain.data.num_examples.train < side.data.num_examples.train
+  plain, side = plain.to_dict(), side.to_dict()
+  for key in ("bias", "subset_size", "num_examples"):
+    side["data"][key] = plain["data"][key]
+  assert side == plain
+  with pytest.raises(ValueError, match="'side' hides gender"):
+    module.get_config("constrained,side")
+
+
 def test_bad_arguments_are_errors():
   module = _config_module()
   with pytest.raises(ValueError, match="unknown argument"):
