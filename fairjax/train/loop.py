@@ -264,6 +264,17 @@ def train_and_evaluate(config, workdir: str) -> dict:
     run.checkpointer.close()
 
 
+def reported_state(config, workdir: str):
+  """``(run, device state, step)`` of the checkpoint that a finished run's report describes (the
+  selection rule's best, else the last), for analyses of a trained model after the fact
+  (``experiments/eo_frontier.py``). ``config`` must be the run's own: its state is restored into it."""
+  run = _Run(config, workdir)
+  step = (run.checkpointer.best_step() if run.rule is not None else None) or run.checkpointer.latest_step()
+  if step is None:
+    raise ValueError(f"{workdir} holds no checkpoint: train it first (python -m fairjax.main)")
+  return run, run.runner.put_state(run.restore(step)), step
+
+
 def _final_report(run, state, last_results, history, writer) -> dict:
   """Evaluates the selected checkpoint (or the last) and writes ``workdir/report/``."""
   notes = []
