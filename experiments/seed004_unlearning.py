@@ -173,16 +173,17 @@ def write_table(rows: list[dict], output_dir: str, dataset: str, smoke: bool, si
     writer.writerows(rows)
   lines = [f"# Seed 004 on {dataset}{' (smoke: the numbers mean nothing)' if smoke else ''}", "",
            "Trained on BD (young women, old men), tested on EBD (equal men and women per 4-year bin) and",
-           "on BD's complement (young men, old women)." + (
-               " The gender head learns from a separate gender data set (2,000 faces, as many women as men"
-               " at every age; seed 004 §3.2's X_gen), BD's rows train age only." if side else ""),
-           "Age accuracy is the 14-bin accuracy; leakage is a",
-           "fresh probe's accuracy at reading gender from the 128-d representation minus the majority",
-           "rate (0 = chance); the gender head is the model's own (for M1 a linear probe of the frozen",
-           "features, for M2/M3 the head the trunk confuses, for GRL the adversary).", "",
-           "| model | objective | age acc. EBD | seed | age acc. BD compl. | age acc. BD val. | age MAE EBD "
-           "| gender leakage EBD | BD compl. | BD val. | gender head acc. EBD | seed |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "on BD's complement (young men, old women)."]
+  if side:
+    lines += ["With 'side': the gender head learns from a separate gender data set (as many women as men",
+              "at every age; seed 004 §3.2's X_gen), and BD's rows train age only."]
+  lines += ["Age accuracy is the 14-bin accuracy; leakage is a",
+            "fresh probe's accuracy at reading gender from the 128-d representation minus the majority",
+            "rate (0 = chance); the gender head is the model's own (for M1 a linear probe of the frozen",
+            "features, for M2/M3 the head the trunk confuses, for GRL the adversary).", "",
+            "| model | objective | age acc. EBD | seed | age acc. BD compl. | age acc. BD val. | age MAE EBD "
+            "| gender leakage EBD | BD compl. | BD val. | gender head acc. EBD | seed |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for row in rows:
     lines.append(
         f"| {row['label']} | {row['objective']} | {_format(row['age_accuracy_EBD'], True)} "

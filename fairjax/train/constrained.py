@@ -265,8 +265,10 @@ class _GroupRateObjective(objectives.Standard, abc.ABC):
       known &= jnp.asarray(batch["mask"]).astype(bool)
     return y, hard, soft, known
 
-  def task_batch(self, batch):
-    """The rows the task loss is taken over: all of them, unless an objective holds some out."""
+  def task_batch(self, batch, objective_state):
+    """The rows the task loss is taken over, and their weights: all of them as they come, unless an
+    objective holds some out or reweighs them."""
+    del objective_state
     return batch
 
   @abc.abstractmethod
@@ -287,7 +289,8 @@ class _GroupRateObjective(objectives.Standard, abc.ABC):
   def loss(self, params, state, batch, rng, apply_fn, axis_name):
     outputs, model_state = objectives.forward(apply_fn, params["model"], state.model_state,
                                               objectives.model_images(batch), rng, train=True)
-    task, metrics = self.task_loss(params["model"], outputs, self.task_batch(batch), axis_name)
+    task, metrics = self.task_loss(params["model"], outputs, self.task_batch(batch, state.objective_state),
+                                     axis_name)
     term, objective_state, fairness = self.fairness_term(self.rate_outputs(params["model"], outputs), batch,
                                                          state.objective_state, axis_name)
     metrics.update({f"fairness/{k}": v for k, v in fairness.items()})
@@ -318,14 +321,19 @@ class Constrained(_GroupRateObjective):
   rate_decay, deterministic_rates and push (see "Rates" in the module docstring), and
   constraint_holdout: a fixed share of the training rows (hashed from their index) whose 0-1 rates alone
   move the multipliers and which the task loss never sees, so that the multipliers answer rates of
-  images the model is not fitting (Cotter et al. 2019); 0 uses every row for both.
+  images the model is not fitting (Cotter et al. 2019); 0 uses every row for both. balance_groups: the
+  task loss weighs every group of the first grouping equally (weights from the pooled group counts,
+  times any example weight), so that a scarce group's faces are learnt as well as the data allow before
+  the constraints trade between groups; the rates and the constraints are unweighted as ever.
   """
 
   def __init__(self, model, head: Optional[str] = None, attributes: Sequence[str] = ("race",),
                constraint: str = "equalized_odds", epsilon: float = 0.05, multiplier_lr: float = 0.01,
                multiplier_max: float = 10.0, temperature: float = 1.0, rate_decay: float = 0.0,
-               deterministic_rates: bool = False, push: str = "both", constraint_holdout: float = 0.0):
+               deterministic_rates: bool = False, push: str = "both", constraint_holdout: float = 0.0,
+               balance_groups: bool = False):
     super().__init__(model, head, attributes, constraint, temperature, deterministic_rates)
+    self.balance_groups = bool(balance_groups)
     if not 0 <= epsilon < 1:
       raise ValueError(f"epsilon must lie in [0, 1), got {epsilon}")
     if multiplier_lr <= 0 or multiplier_max <= 0:
@@ -345,11 +353,28 @@ class Constrained(_GroupRateObjective):
       raise ValueError("constraint_holdout needs the batch's 'index' column (the input pipeline's row index)")
     return constraint_rows(batch["index"], self.holdout)
 
-  def task_batch(self, batch):
+  def task_batch(self, batch, objective_state):
+    if self.balance_groups:
+      batch = {**batch, "weight": self._group_weights(batch, objective_state)}
     if not self.holdout:
       return batch
     mask = jnp.asarray(batch["mask"], bool) if "mask" in batch else jnp.ones(jnp.shape(batch["index"]), bool)
     return {**batch, "mask": mask & ~self._held_out(batch)}
+
+  def _group_weights(self, batch, objective_state) -> Array:
+    """Each row's weight times G * n_g' / n_g' of its group g in the first grouping, with the group sizes
+    pooled over the steps so far (``counts``): every group then weighs the same in the task loss. Rows
+    outside any group, and every row before the first counts, keep their weight."""
+    grouping = self.attributes[0]
+    pooled = objective_state["counts"][grouping]["count"]
+    present = pooled > 0
+    per_group = jnp.where(present, jnp.sum(pooled) / (jnp.maximum(jnp.sum(present), 1) *
+                                                     jnp.where(present, pooled, 1.0)), 1.0)
+    codes = evaluate.group_codes(batch, grouping)
+    known = (codes >= 0) & (codes < per_group.shape[0])
+    factor = jnp.where(known, per_group[jnp.clip(codes, 0, per_group.shape[0] - 1)], 1.0)
+    weight = jnp.asarray(batch["weight"], jnp.float32) if "weight" in batch else jnp.ones_like(factor)
+    return weight * lax.stop_gradient(factor)
 
   def init_state(self, params) -> dict:
     del params

@@ -229,9 +229,23 @@ def test_held_out_rows_set_the_multipliers_and_the_rest_train():
     if np.isfinite(r0) and np.isfinite(r1):
       expected += 0.3 * ((r0 - r1 - 0.1) + (r1 - r0 - 0.1))
   np.testing.assert_allclose(term, expected, rtol=1e-5)
-  np.testing.assert_array_equal(objective.task_batch(batch)["mask"], ~held)
+  np.testing.assert_array_equal(objective.task_batch(batch, state)["mask"], ~held)
   with pytest.raises(ValueError, match="'index'"):
     _term(objective, LOGITS, BATCH, state)
+
+
+def test_balanced_groups_weigh_the_same_in_the_task_loss():
+  """balance_groups: row weight x (sum of pooled group counts) / (groups present x its group's count)."""
+  _, objective = _objective("constrained", rate_decay=0.9, balance_groups=True)
+  batch = {**BATCH, "race": np.array([0, 0, 0, 0, 1, -1], np.int32), "weight": np.array([1, 1, 1, 2, 1, 3], np.float32)}
+  state = objective.init_state(None)
+  np.testing.assert_allclose(objective.task_batch(batch, state)["weight"], batch["weight"])  # no counts yet
+  counts = {**state["counts"]["race"], "count": jnp.array([3.0, 1.0, 0.0, 0.0, 0.0])}
+  state = {**state, "counts": {"race": counts}}
+  weights = np.asarray(objective.task_batch(batch, state)["weight"])
+  np.testing.assert_allclose(weights, [4 / 6, 4 / 6, 4 / 6, 8 / 6, 2.0, 3.0], rtol=1e-6)  # race -1 keeps its own
+  _, plain = _objective("constrained", rate_decay=0.9)
+  assert plain.task_batch(batch, state) is batch
 
 
 class DropoutFaces(nn.Module):
@@ -400,7 +414,7 @@ def _run(mapper, num_devices, state, batches, step):
 OPTIONS = [
     ("constrained", dict(epsilon=0.05, multiplier_lr=0.5)),
     ("constrained", dict(epsilon=0.05, multiplier_lr=0.5, rate_decay=0.9, deterministic_rates=True,
-                         push="worse_group")),
+                         push="worse_group", balance_groups=True)),
     ("gap_penalty", dict(weight=2.0)),
     ("mindiff", dict(weight=5.0, kernel_width=0.3)),
 ]
