@@ -49,5 +49,6 @@ def get_config(arg: str = ""):
       deterministic_rates=True,
       push="worse_group",
       constraint_holdout=0.0,
+      balance_groups=False,
   ))
   return config
