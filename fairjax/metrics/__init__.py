@@ -1,7 +1,8 @@
 """Group-fairness metrics in pure JAX.
 
 Everything starts from per-group confusion counts (``confusion_counts``), which add across batches and
-devices; rates, disparities, bootstrap intervals and threshold sweeps are jit-able functions of them.
+devices; rates, disparities, bootstrap intervals and threshold sweeps are jit-able functions of them,
+and ``equalized_odds_frontier`` bounds what group thresholds can make of a model's scores.
 ``classification_report`` / ``regression_report`` turn them into the tables and summaries that the
 audit command and the training loop write.
 """
@@ -12,6 +13,7 @@ from fairjax.metrics.confusion import (CLASS_METRICS, RATES, class_rates, confus
 from fairjax.metrics.disparity import (difference, disparate_impact, disparities,
                                        pairwise_disparate_impact, ratio, treatment_equality)
 from fairjax.metrics.figures import classification_figures, regression_figures
+from fairjax.metrics.frontier import equalized_odds_frontier
 from fairjax.metrics.groups import encode_columns, intersect, intersect_names
 from fairjax.metrics.regression import regression_metrics, regression_sums
 from fairjax.metrics.report import (DEFAULT_THRESHOLDS, FairnessWarning, GroupReport,
