@@ -32,6 +32,7 @@ EXTRAS_REQUIRE = {
         "pytest>=8",
         "fairlearn>=0.13",
         "scikit-learn>=1.5",
+        "scipy>=1.11",  # the exact linear program the equalized-odds frontier is tested against
         "torch==2.13.0",  # reference outputs for the weight importers; the CPU build on this machine's disk
     ],
     # Accelerator builds of jaxlib, for pod and cluster hosts (see launch/).
