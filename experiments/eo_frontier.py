@@ -26,10 +26,10 @@ import numpy as np
 from ml_collections import config_flags
 
 from fairjax.data import augment
-from fairjax.data import pipeline
 from fairjax.metrics import frontier
 from fairjax.report import run_report
 from fairjax.train import evaluate
+from fairjax.train import leakage
 from fairjax.train import loop
 from fairjax.train import objectives
 
@@ -59,14 +59,7 @@ def split_scores(run, state, split_name: str) -> dict:
     return {"score": margin, "label": batch[spec.key], "group": evaluate.group_codes(batch, grouping),
             "mask": batch["mask"]}
 
-  fn = run.runner.row_function(score)
-  split = run.eval_splits[split_name]
-  parts = [fn(state, batch) for batch in pipeline.eval_batches(
-      split.source, global_batch_size=run.config.eval.batch_size, preprocess=run.preprocess, plan=split.plan,
-      num_threads=run.config.train.input_threads)]
-  rows = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-  keep = rows.pop("mask").astype(bool)
-  return {k: v[keep] for k, v in rows.items()}
+  return leakage.split_rows(run, run.runner.row_function(score), state, run.eval_splits[split_name])
 
 
 def write_tables(directory: str, results: list[dict], labels: list[str], model_row: dict, title: str) -> str:

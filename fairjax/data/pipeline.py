@@ -76,7 +76,7 @@ def _plan_arrays(num_records: int, plan) -> tuple[np.ndarray, np.ndarray, np.nda
            else np.full(num_rows, -1, np.int32))
   weights = np.asarray(plan["weight"], np.float32) if "weight" in plan else np.ones(num_rows, np.float32)
   hidden = np.stack([np.asarray(plan[f]) < 0 if f in plan else np.zeros(num_rows, bool) for f in LABEL_FIELDS], -1)
-  return source_index, seeds, weights, hidden.reshape(num_rows, len(LABEL_FIELDS))
+  return source_index, seeds, weights, hidden
 
 
 class _Loader:

@@ -172,9 +172,11 @@ def _embedder(run):
   return run.runner.row_function(embed)
 
 
-def _embedding_rows(run, embedder, state, split) -> dict:
-  """Every row of ``split``'s embedding and protected attributes, as host numpy (padding dropped)."""
-  parts = [embedder(state, batch) for batch in pipeline.eval_batches(
+def split_rows(run, row_fn, state, split) -> dict:
+  """``row_fn``'s outputs (a ``runner.row_function`` returning a ``mask`` among its per-row arrays, such
+  as the embedder below) over every row of ``split``, as host numpy with the padding dropped; on several
+  processes every process gets every row."""
+  parts = [row_fn(state, batch) for batch in pipeline.eval_batches(
       split.source, global_batch_size=run.config.eval.batch_size, preprocess=run.preprocess, plan=split.plan,
       process_index=jax.process_index(), process_count=jax.process_count(),
       num_threads=run.config.train.input_threads)]
@@ -194,7 +196,7 @@ def add_leakage(run, state, results) -> None:
   """
   embedder = _embedder(run)
   for name, result in results.items():
-    rows = _embedding_rows(run, embedder, state, run.eval_splits[name])
+    rows = split_rows(run, embedder, state, run.eval_splits[name])
     for attribute in ATTRIBUTES:
       labels = rows[attribute]
       known = labels >= 0
