@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from fairjax.data import decoded_cache
 from fairjax.data import schema
 
 ARCHIVE_NAME = "UTKFace.tar.gz"
@@ -243,12 +244,28 @@ class DecodedSource:
     return cls(images, metadata, skipped)
 
 
-def load(path: PathLike, image_size: ImageSize = None) -> DecodedSource:
+def load(path: PathLike, image_size: ImageSize = None, cache_dir: Optional[str] = None) -> DecodedSource:
   """Every readable UTKFace image, decoded (and resized to ``image_size``) into memory, by file_name.
 
   Sorted by file_name, so an archive and its extracted folder give the same source. Memory is
   N * H * W * 3 bytes: 23,705 images take 2.8 GB at the native 200x200, 291 MB at 64x64.
+
+  Decoded once per source and size: later calls read the same images, metadata and skipped list from
+  ``decoded_cache`` (``cache_dir``, default ``$FAIRJAX_CACHE_DIR`` or ``~/.cache/fairjax``; 'off' turns
+  it off) in a fraction of a second instead of ~20 s, and a changed archive or folder is decoded again.
+  The skipped files are logged either way.
   """
-  reader = UTKFaceReader(path, image_size)
-  records = sorted(reader, key=lambda record: record["file_name"])
-  return DecodedSource.from_records(records, reader.skipped, schema.METADATA_COLUMNS)
+  path, decoded = os.fspath(path), []
+
+  def decode():
+    decoded.append(True)
+    reader = UTKFaceReader(path, image_size)
+    records = sorted(reader, key=lambda record: record["file_name"])
+    source = DecodedSource.from_records(records, reader.skipped, schema.METADATA_COLUMNS)
+    return source.images, source.metadata, source.skipped
+
+  options = {"image_size": None if image_size is None else [int(n) for n in image_size]}
+  images, metadata, skipped = decoded_cache.load("utkface", path, options, decode, root=cache_dir)
+  if not decoded:  # the reader logged them while decoding; say the same when they come from the cache
+    log_skipped(f"UTKFace {path}", skipped, len(images) + len(skipped))
+  return DecodedSource(images, metadata, skipped)
