@@ -4,7 +4,6 @@ import json
 import logging
 import pathlib
 import tarfile
-import time
 
 import numpy as np
 import pytest
@@ -194,13 +193,11 @@ def test_real_archive_counts_match_the_readme():
   if not REAL_ARCHIVE.is_file():
     pytest.skip(f"the real UTKFace archive is not at {REAL_ARCHIVE} (it is never in the repository; "
                 f"see ../shared/data/README.md)")
-  start = time.perf_counter()
+  # Its speed (names only, one pass) is measured by benchmarks/input_pipeline.py, not asserted here.
   frame, skipped = utkface.scan_metadata(REAL_ARCHIVE)
-  seconds = time.perf_counter() - start
   assert len(frame) == 23_705 and frame.file_name.is_unique
   assert sorted(s["file"] for s in skipped) == sorted(KNOWN_BAD)
   assert all("found 3" in s["reason"] for s in skipped)
   assert frame.gender.value_counts().sort_index().tolist() == [12_391, 11_314]
   assert frame.race.value_counts().sort_index().tolist() == [10_078, 4_526, 3_434, 3_975, 1_692]
   assert frame.age.between(0, utkface.MAX_AGE).all()
-  assert seconds < 10, f"the metadata scan took {seconds:.1f} s"
