@@ -1,1 +1,16 @@
 """fairjax: group-fairness auditing and bias mitigation for deep image models, in JAX."""
+
+import os
+
+# TensorFlow comes in through CLU's summary writer and TFDS, and as its libraries load it writes C++ log
+# lines straight to file descriptor 2, past Python: "WARNING: All log messages before
+# absl::InitializeLog() is called are written to STDERR", "I... port.cc] oneDNN custom operations are
+# on ..." (twice) and "I... cpu_feature_guard.cc] This TensorFlow binary is optimized ...". They say
+# nothing about a fairjax run, so they are turned off here, before any submodule imports TensorFlow, and
+# only where the user has not chosen otherwise:
+# - TF_CPP_MIN_LOG_LEVEL=1 drops TensorFlow's C++ INFO lines; its warnings and errors still show.
+# - TF_ENABLE_ONEDNN_OPTS=0: the oneDNN notice is printed whatever the log level, for as long as oneDNN's
+#   TensorFlow kernels are on. fairjax computes in JAX (XLA, which does not read this variable);
+#   TensorFlow only writes summaries and decodes TFDS images here, which those kernels do not serve.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
