@@ -38,7 +38,6 @@ from PIL import features
 ENVIRONMENT = "FAIRJAX_CACHE_DIR"
 OFF = "off"
 FORMAT = 1
-_FILES = ("images.npy", "metadata.npz", "skipped.json", "manifest.json")
 _SCRATCH_PREFIX = ".scratch-"
 
 
@@ -104,6 +103,8 @@ def load(kind: str, path: str, options: dict, build: Callable[[], tuple[np.ndarr
                       type(error).__name__, error)
       _remove(folder, root)
   images, metadata, skipped = build()
+  if not len(images):  # nothing to save, and an empty frame's column dtypes would not come back the same
+    return images, metadata, skipped
   try:
     _write(root, folder, manifest, images, metadata, skipped)
   except OSError as error:

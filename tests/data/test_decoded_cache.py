@@ -175,3 +175,16 @@ def test_cache_root_follows_the_environment(monkeypatch, tmp_path):
   for off in ("off", "OFF"):
     monkeypatch.setenv(decoded_cache.ENVIRONMENT, off)
     assert decoded_cache.cache_root() is None
+
+
+def test_a_source_without_readable_images_is_not_cached(tmp_path, image_bytes, monkeypatch):
+  folder = tmp_path / "UTKFace"
+  folder.mkdir()
+  (folder / BAD_NAME).write_bytes(image_bytes(0))
+  (folder / TRUNCATED).write_bytes(image_bytes(1)[:300])
+  monkeypatch.setenv(decoded_cache.ENVIRONMENT, decoded_cache.OFF)
+  decoded = utkface.load(folder, (8, 10))
+  again = utkface.load(folder, (8, 10), cache_dir=str(tmp_path / "cache"))
+  assert len(again) == 0 and again.skipped == decoded.skipped and len(again.skipped) == 2
+  assert again.metadata.dtypes.equals(decoded.metadata.dtypes)
+  assert not (tmp_path / "cache").exists() or not os.listdir(tmp_path / "cache")
