@@ -96,8 +96,10 @@ def find_source(directory: PathLike) -> str:
     return archive
   if os.path.isdir(folder):
     return folder
-  raise FileNotFoundError(f"UTKFace not found: expected the archive {archive} (as downloaded) or the "
-                          f"extracted folder {folder}/ of AGE_GENDER_RACE_DATETIME.jpg.chip.jpg files")
+  raise FileNotFoundError(f"UTKFace not found: expected the archive {archive} or the extracted folder "
+                          f"{folder}/ of AGE_GENDER_RACE_DATETIME.jpg.chip.jpg files; UTKFace must be downloaded "
+                          "by hand (https://susanqq.github.io/UTKFace/, non-commercial research use only) and "
+                          "cannot be fetched automatically")
 
 
 def _entries(path: PathLike) -> Iterator[tuple[str, Callable[[], bytes]]]:
