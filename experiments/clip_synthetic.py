@@ -28,6 +28,8 @@ from absl import flags
 from absl import logging
 
 from experiments import clip_runs
+from fairjax import cli
+from fairjax import paths
 
 PRETRAIN = "clip_synthetic.py"
 FINETUNE = "seed000_clip_finetune.py"
@@ -83,7 +85,7 @@ def main(argv):
     raise app.UsageError("--output_dir is required")
   if not FLAGS["verbosity"].present:  # orbax and CLU log every save at INFO
     logging.set_verbosity(logging.WARNING)
-  print(f"results: {run(FLAGS.output_dir, FLAGS.smoke)}")
+  print(f"results: {run(paths.resolve_str(FLAGS.output_dir), FLAGS.smoke)}")
 
 
 def define_flags():
@@ -95,4 +97,4 @@ def define_flags():
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

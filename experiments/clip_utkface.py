@@ -27,6 +27,8 @@ from absl import flags
 from absl import logging
 
 from experiments import clip_runs
+from fairjax import cli
+from fairjax import paths
 from fairjax.data import utkface
 
 CONFIG = "clip_utkface.py"
@@ -43,7 +45,7 @@ def find_utkface(manual_dir=None):
     utkface.find_source(manual_dir)
   except FileNotFoundError as e:
     return None, str(e)
-  return manual_dir, None
+  return paths.resolve_str(manual_dir), None
 
 
 def run(manual_dir: str, output_dir: str, smoke: bool = False, log=print) -> str:
@@ -75,9 +77,8 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   manual_dir, why = find_utkface(FLAGS.manual_dir)
   if manual_dir is None:
-    print(f"skipped: {why}")
-    return
-  print(f"results: {run(manual_dir, FLAGS.output_dir, FLAGS.smoke)}")
+    raise FileNotFoundError(why)
+  print(f"results: {run(manual_dir, paths.resolve_str(FLAGS.output_dir), FLAGS.smoke)}")
 
 
 def define_flags():
@@ -90,4 +91,4 @@ def define_flags():
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

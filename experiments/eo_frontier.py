@@ -25,6 +25,8 @@ import jax
 import numpy as np
 from ml_collections import config_flags
 
+from fairjax import cli
+from fairjax import paths
 from fairjax.data import augment
 from fairjax.metrics import frontier
 from fairjax.report import run_report
@@ -100,7 +102,8 @@ def main(argv):
   config = _CONFIG.value
   if _SPLIT.value not in config.eval.splits:
     raise app.UsageError(f"--split={_SPLIT.value}: the config evaluates {list(config.eval.splits)}")
-  run, state, step = loop.reported_state(config, _WORKDIR.value)
+  workdir = paths.resolve_str(_WORKDIR.value)
+  run, state, step = loop.reported_state(config, workdir)
   rows = split_scores(run, state, _SPLIT.value)
   labels = evaluate.group_labels(run.primary[1])
   known = (rows["label"] >= 0) & (rows["group"] >= 0)
@@ -109,10 +112,10 @@ def main(argv):
                                              [float(e) for e in _EPSILONS.value], num_groups=len(labels))
   title = (f"Equalized-odds frontier of {run.primary[0]} by {run.primary[1]} on {_SPLIT.value} "
            f"(checkpoint {step})")
-  text = write_tables(run_report.split_dir(_WORKDIR.value, _SPLIT.value), results, labels,
+  text = write_tables(run_report.split_dir(workdir, _SPLIT.value), results, labels,
                       model_as_is(rows, len(labels)), title)
   print(text)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

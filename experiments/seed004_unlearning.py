@@ -34,6 +34,8 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from fairjax import cli
+from fairjax import paths
 from fairjax.report import embeddings as embeddings_lib
 from fairjax.report import run_report
 from fairjax.train import config as config_lib
@@ -228,19 +230,20 @@ def main(argv):
     raise app.UsageError("--output_dir is required")
   if not flags.FLAGS["verbosity"].present:  # orbax and CLU log every save at INFO
     logging.set_verbosity(logging.WARNING)
-  os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
   known = [m[0] for m in MODELS]
   unknown = sorted(set(_MODELS.value) - set(known))
   if unknown or not _MODELS.value:
     raise app.UsageError(f"--models must name some of {', '.join(known)}, got {_MODELS.value}")
   ordered = [m for m in known if m in _MODELS.value]
-  results = run_models(ordered, _DATASET.value, _OUTPUT_DIR.value, _SMOKE.value, _MANUAL_DIR.value, _CPU.value,
-                       _SIDE.value)
+  output_dir = paths.resolve_str(_OUTPUT_DIR.value)
+  manual_dir = paths.resolve_str(_MANUAL_DIR.value) if _MANUAL_DIR.value else None
+  # Each run checks its config and data before it writes its workdir, so bad input leaves no OUT behind.
+  results = run_models(ordered, _DATASET.value, output_dir, _SMOKE.value, manual_dir, _CPU.value, _SIDE.value)
   rows = table_rows(results)
-  write_table(rows, _OUTPUT_DIR.value, _DATASET.value, _SMOKE.value, _SIDE.value)
-  write_figure(ordered, _OUTPUT_DIR.value, _DATASET.value)
+  write_table(rows, output_dir, _DATASET.value, _SMOKE.value, _SIDE.value)
+  write_figure(ordered, output_dir, _DATASET.value)
   print(f"results: {os.path.join(_OUTPUT_DIR.value, 'results.md')}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -1,5 +1,6 @@
 """String-keyed registries: configs name models, data sets and objectives, and code looks them up."""
 
+import inspect
 from typing import Any, Callable
 
 
@@ -29,3 +30,23 @@ class Registry:
 
   def names(self) -> tuple[str, ...]:
     return tuple(sorted(self._items))
+
+  def options(self, name: str) -> dict[str, Any]:
+    """The keyword options of ``name``'s factory and their defaults (``inspect.Parameter.empty`` where
+    there is none); empty when the factory takes ``**kwargs``, whose names cannot be known."""
+    parameters = inspect.signature(self.get(name)).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+      return {}
+    return {p.name: p.default for p in parameters
+            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
+
+  def build(self, name: str, *args, **options) -> Any:
+    """``name``'s factory called with ``args`` and ``options``; an option it does not take is an error
+    naming the ones it does (a misspelt config option must not become a Python TypeError)."""
+    factory = self.get(name)
+    known = list(self.options(name))[len(args):]  # the leading ones are given positionally
+    unknown = sorted(set(options) - set(known)) if known else []
+    if unknown:
+      raise ValueError(f"{self.kind} {name!r} has no option {', '.join(map(repr, unknown))}; its options: "
+                       f"{', '.join(known)}")
+    return factory(*args, **options)

@@ -36,7 +36,7 @@ def register(name: str) -> Callable:
 
 def get_model(name: str, **overrides) -> nn.Module:
   """The registered model ``name``, its defaults replaced by ``overrides`` (module attributes)."""
-  return _MODELS.get(name)(**overrides)
+  return _MODELS.build(name, **overrides)
 
 
 def list_models() -> tuple[str, ...]:

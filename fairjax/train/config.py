@@ -7,15 +7,20 @@ silently); ``config_flags`` already rejects unknown keys given on the command li
 """
 
 import importlib.util
+import json
 import os
+from typing import Any, Mapping
 
 import ml_collections
 
+from fairjax import paths
 from fairjax.data import experiment as data_experiment
 from fairjax.train import optimizers
 
 # Sections whose keys are free-form options passed through to a registered component.
 FREE_FORM = ("model.kwargs", "objective.options", "data.treatment_options", "data.synthetic")
+# Keys that hold a user's file or folder: made absolute where the config enters a run (``resolve_paths``).
+PATH_KEYS = ("data.manual_dir", "model.kwargs.checkpoint")
 
 
 def load_config_module(path: str):
@@ -82,6 +87,21 @@ def base_config() -> ml_collections.ConfigDict:
   return config
 
 
+def resolve_paths(config) -> ml_collections.ConfigDict:
+  """A copy of ``config`` whose ``PATH_KEYS`` are absolute (relative ones against the current folder),
+  so that the saved config.json still names the same files when the run resumes from elsewhere."""
+  resolved = config.copy_and_resolve_references()
+  for key in PATH_KEYS:
+    *parents, name = key.split(".")
+    node = resolved
+    for part in parents:
+      node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+    value = node.get(name) if isinstance(node, ml_collections.ConfigDict) else None
+    if isinstance(value, str) and value:
+      node[name] = paths.resolve_str(value)
+  return resolved
+
+
 def unknown_keys(config, schema, prefix: str = "") -> list[str]:
   """Dotted paths of the keys of ``config`` that ``schema`` lacks (free-form sections excepted)."""
   unknown = []
@@ -99,3 +119,48 @@ def check_config(config) -> None:
   unknown = unknown_keys(config, base_config())
   if unknown:
     raise ValueError(f"unknown config keys: {', '.join(unknown)}")
+
+
+def flat_values(config) -> dict[str, Any]:
+  """``config`` (a ConfigDict or its JSON dict) as ``{dotted key: JSON value}``, tuples as lists, so
+  that a config and its saved ``config.json`` compare value by value."""
+  tree = json.loads(config.to_json_best_effort()) if hasattr(config, "to_json_best_effort") else config
+  flat = {}
+
+  def walk(node, prefix):
+    for key, value in node.items():
+      if isinstance(value, dict):
+        walk(value, f"{prefix}{key}.")
+      else:
+        flat[f"{prefix}{key}"] = value
+
+  walk(tree, "")
+  return flat
+
+
+def differences(saved: Mapping[str, Any], config, defaults: Mapping[str, Any] = ()) -> list[str]:
+  """The keys on which the run saved as ``saved`` (its config.json) and ``config`` disagree, as
+  'key: X there, Y here'.
+
+  A key that only one side has counts only where its value differs from the default (``base_config()``'s,
+  or ``defaults``', dotted keys such as the objective's option defaults): a key the schema gained since
+  the run compares its default with today's value, and one it lost is ignored. So upgrading fairjax does
+  not turn every finished run into "another config".
+  """
+  old, new = flat_values(saved), flat_values(config)
+  known = {**flat_values(base_config()), **dict(defaults)}
+  known = json.loads(json.dumps(known, default=list))  # tuples as lists, as in the JSON files
+  missing = object()
+  found = []
+  for key in sorted(set(old) | set(new)):
+    there, here = old.get(key, missing), new.get(key, missing)
+    if there is missing:
+      there = known.get(key, missing)
+    if here is missing:
+      here = known.get(key, missing)
+    if here is missing and not any(key.startswith(f"{section}.") for section in FREE_FORM):
+      continue  # a key the schema no longer has: today's code ignores it
+    if there != here:
+      show = lambda v: "unset" if v is missing else json.dumps(v)
+      found.append(f"{key}: {show(there)} there, {show(here)} here")
+  return found

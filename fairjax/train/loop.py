@@ -19,11 +19,11 @@ import os
 import warnings
 
 from absl import logging
-from clu import metric_writers
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fairjax import paths
 from fairjax.data import augment
 from fairjax.data import experiment as data_experiment
 from fairjax.data import pipeline
@@ -89,18 +89,12 @@ def _flatten(results: dict) -> dict:
 class _Run:
   """One training run's parts, built from the config (see ``train_and_evaluate``)."""
 
-  def __init__(self, config, workdir: str):
+  def __init__(self, config, workdir):
+    # Everything that can be wrong with the config is checked before the data is read (UTKFace takes
+    # seconds to decode) and before anything is written.
     config_lib.check_config(config)
-    self.config, self.workdir = config, workdir
+    self.config, self.workdir = config, paths.resolve_str(workdir)
     self.chief = distributed.is_chief()
-    splits = data_experiment.build(config.data)
-    missing = [name for name in config.eval.splits if name not in splits]
-    if missing:
-      raise ValueError(f"config.eval.splits names {missing}; this data scheme has {sorted(splits)}")
-    self.train_split = splits["train"]
-    self.eval_splits = {name: splits[name] for name in config.eval.splits}
-    self.preprocess = pipeline.Preprocess((config.data.image_size,) * 2, config.data.grayscale)
-
     self.model = build_model(config)
     head_names = [h.name for h in self.model.heads]
     if config.eval.primary_head not in head_names:
@@ -117,6 +111,14 @@ class _Run:
         raise ValueError(f"objective {config.objective.name!r} reads captions, and model "
                          f"{config.model.name!r} has no text tower to read them with")
       self.text = self.model.text_inputs()
+
+    splits = data_experiment.build(config.data)
+    missing = [name for name in config.eval.splits if name not in splits]
+    if missing:
+      raise ValueError(f"config.eval.splits names {missing}; this data scheme has {sorted(splits)}")
+    self.train_split = splits["train"]
+    self.eval_splits = {name: splits[name] for name in config.eval.splits}
+    self.preprocess = pipeline.Preprocess((config.data.image_size,) * 2, config.data.grayscale)
 
     self.batch_size = config.train.batch_size
     self.num_rows = len(self.train_split.plan)
@@ -140,9 +142,13 @@ class _Run:
     self.runner.check_batch_size(self.batch_size, "config.train.batch_size")
     self.runner.check_batch_size(config.eval.batch_size, "config.eval.batch_size")
     self.rule = selection_rule(config)
+    self.checkpointer = None  # opened by open_checkpoints(), once the run may write
+
+  def open_checkpoints(self) -> None:
+    """Opens (and so creates) ``workdir/checkpoints``."""
     self.checkpointer = checkpoint_lib.Checkpointer(
-        os.path.join(workdir, "checkpoints"), every_steps=config.train.checkpoint_every_steps,
-        keep_last=config.train.keep_checkpoints, keep_best=config.selection.keep_best,
+        paths.resolve(self.workdir) / "checkpoints", every_steps=self.config.train.checkpoint_every_steps,
+        keep_last=self.config.train.keep_checkpoints, keep_best=self.config.selection.keep_best,
         selection=self.rule)
 
   def evaluate(self, state, names) -> dict:
@@ -187,35 +193,58 @@ def _check_finite(step: int, metrics: dict) -> None:
                              "is intact")
 
 
-def finished(workdir: str, config) -> bool:
-  """Whether ``workdir`` holds a finished run of ``config``: its report written. A workdir of another
-  config is an error, so that a script rerun after a config changed never reports a stale run."""
-  saved = os.path.join(workdir, "config.json")
-  if not os.path.exists(saved):
+def check_workdir(workdir, config) -> bool:
+  """Whether ``workdir`` already holds a run of ``config`` (to resume or report); a workdir holding a run
+  of another config is an error naming what differs, so that a rerun after a config changed never
+  resumes or reports a stale run. Keys the schema gained or lost since the run count only where they
+  change a value (``config_lib.differences``)."""
+  saved = paths.resolve(workdir) / "config.json"
+  if not saved.exists():
     return False
-  with open(saved) as f:
-    if json.load(f) != json.loads(config.to_json_best_effort()):
-      raise ValueError(f"{workdir} holds a run of another config; remove it or choose another --output_dir")
-  return os.path.exists(os.path.join(workdir, "report", "final_metrics.json"))
+  try:
+    previous = json.loads(saved.read_text())
+  except ValueError as error:
+    raise ValueError(f"{saved} is not a readable config ({error}); remove the folder or choose another") from error
+  defaults = {f"objective.options.{k}": v for k, v in objectives.option_defaults(config.objective.name).items()
+              } if previous.get("objective", {}).get("name") == config.objective.name else {}
+  found = config_lib.differences(previous, config_lib.resolve_paths(config), defaults)
+  if found:
+    more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
+    raise ValueError(f"{workdir} holds a run of another config ({'; '.join(found[:3])}{more}); remove it "
+                     "or choose another folder")
+  return True
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
+def finished(workdir, config) -> bool:
+  """Whether ``workdir`` holds a finished run of ``config``: its report written (see ``check_workdir``
+  for a workdir of another config)."""
+  return check_workdir(workdir, config) and (paths.resolve(workdir) / "report" / "final_metrics.json").exists()
+
+
+def train_and_evaluate(config, workdir) -> dict:
   """Trains ``config``'s model in ``workdir`` (resuming from its last checkpoint) and writes the report.
 
+  ``workdir`` may be relative (to the current folder) or remote (``gs://...``). The config, the data
+  and the workdir are checked before anything is written, so bad input leaves no folder behind.
   Returns the selected checkpoint's step and its metrics on every evaluated split
   (``'<split>/<metric>'``), as written to ``workdir/report/``.
   """
-  os.makedirs(workdir, exist_ok=True)
+  workdir = paths.resolve(workdir)
+  config = config_lib.resolve_paths(config)
+  check_workdir(workdir, config)
   run = _Run(config, workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
   if run.chief:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2) + "\n")
-  writer = metric_writers.create_default_writer(workdir, just_logging=not run.chief)
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+  run.open_checkpoints()
+  # CLU's writers import TensorFlow (seconds): only once the run is known to start.
+  from clu import metric_writers  # pylint: disable=g-import-not-at-top
+  writer = metric_writers.create_default_writer(run.workdir, just_logging=not run.chief)
   start = run.checkpointer.latest_step() or 0
   if start:
     logging.info("resuming from the checkpoint of step %d", start)
   state = run.runner.put_state(run.restore(start) if start else run.host_state)
-  history = progress.History(workdir, start, write=run.chief)
+  history = progress.History(run.workdir, start, write=run.chief)
   bar = progress.ProgressBar(run.total_steps, start, run.batch_size, show=run.chief)
   log_every = config.train.log_every_steps
   last_results, window, pending = None, [], None
@@ -253,6 +282,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
         run.checkpointer.save(step, run.runner.get_state(state), {"batch": step}, metrics=flat, force=True)
         bar.write(f"step {step}: " + _headline(flat, run.primary, run.eval_splits))
       elif step % config.train.checkpoint_every_steps == 0:
+        if pending is not None:  # a checkpoint never holds the state of an unchecked step
+          window.append(run.runner.fetch(pending[1]))
+          _check_finite(pending[0], window[-1])
+          pending = None
         run.checkpointer.save(step, run.runner.get_state(state), {"batch": step})
     if pending is not None:
       _check_finite(pending[0], run.runner.fetch(pending[1]))
@@ -268,7 +301,11 @@ def reported_state(config, workdir: str):
   """``(run, device state, step)`` of the checkpoint that a finished run's report describes (the
   selection rule's best, else the last), for analyses of a trained model after the fact
   (``experiments/eo_frontier.py``). ``config`` must be the run's own: its state is restored into it."""
+  config = config_lib.resolve_paths(config)
+  if not check_workdir(workdir, config):
+    raise ValueError(f"{workdir} holds no run (no config.json): train it first (python -m fairjax.main)")
   run = _Run(config, workdir)
+  run.open_checkpoints()
   step = (run.checkpointer.best_step() if run.rule is not None else None) or run.checkpointer.latest_step()
   if step is None:
     raise ValueError(f"{workdir} holds no checkpoint: train it first (python -m fairjax.main)")
@@ -305,9 +342,8 @@ def _final_report(run, state, last_results, history, writer) -> dict:
         run.workdir, config_summary=_config_summary(run.config),
         history=history.records, split_results=results, primary=run.primary, selected_step=selected,
         notes=notes)
-    with open(os.path.join(run.workdir, "report", "final_metrics.json"), "w") as f:
-      json.dump({"selected_step": selected, **{k: v if np.isfinite(v) else None for k, v in flat.items()}},
-                f, indent=2)
+    (paths.resolve(run.workdir) / "report" / "final_metrics.json").write_text(json.dumps(
+        {"selected_step": selected, **{k: v if np.isfinite(v) else None for k, v in flat.items()}}, indent=2))
   writer.write_scalars(run.total_steps, {f"final/{k}": v for k, v in flat.items()})
   return {"selected_step": selected, **flat}
 

@@ -10,6 +10,7 @@ step without touching it.
 """
 
 import functools
+import inspect
 
 import jax
 from jax import lax
@@ -26,7 +27,12 @@ register = _OBJECTIVES.register
 
 def get_objective(name: str, model, **options):
   """The objective ``name`` for ``model``; unknown names list the known ones."""
-  return _OBJECTIVES.get(name)(model, **options)
+  return _OBJECTIVES.build(name, model, **options)
+
+
+def option_defaults(name: str) -> dict:
+  """The options of objective ``name`` that have defaults, and those defaults."""
+  return {k: v for k, v in _OBJECTIVES.options(name).items() if k != "model" and v is not inspect.Parameter.empty}
 
 
 def model_images(batch) -> jax.Array:

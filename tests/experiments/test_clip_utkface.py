@@ -1,4 +1,4 @@
-"""The UTKFace CLIP experiment: it skips cleanly without UTKFace, and runs its smoke variant with it."""
+"""The UTKFace CLIP experiment: without UTKFace it says so in one error line, and runs its smoke variant with it."""
 
 import os
 import subprocess
@@ -21,7 +21,9 @@ def test_without_utkface_it_says_why(monkeypatch, tmp_path):
   done = subprocess.run([sys.executable, "-m", "experiments.clip_utkface", f"--output_dir={tmp_path / 'out'}"],
                         cwd=ROOT, env={k: v for k, v in os.environ.items() if k != clip_utkface.ENVIRONMENT},
                         capture_output=True, text=True, timeout=300)
-  assert done.returncode == 0 and done.stdout.startswith("skipped: ") and not (tmp_path / "out").exists()
+  lines = done.stderr.strip().splitlines()
+  assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+  assert lines[-1].startswith("error: no UTKFace") and not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow

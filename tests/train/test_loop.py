@@ -63,6 +63,74 @@ def test_smoke_run_writes_config_checkpoints_events_and_report(tmp_path):
   assert final["selected_step"] in (6, 12)  # the end of epoch 1 or 2 (192 rows / batch 32)
 
 
+def _event_scalars(workdir):
+  """``{(step, tag): value}`` of every scalar in the run's TensorBoard event files."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top  (only to read the events back)
+  scalars = {}
+  for path in glob.glob(os.path.join(workdir, "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        scalars[(event.step, value.tag)] = float(tf.make_ndarray(value.tensor))
+  return scalars
+
+
+def test_tensorboard_events_hold_the_history(tmp_path):
+  """What TensorBoard shows is what history.jsonl (and so the report's curves) holds, step by step."""
+  config = _tiny(default_config.get_config("smoke"))
+  config.train.num_epochs = 1
+  loop.train_and_evaluate(config, str(tmp_path))
+  scalars = _event_scalars(str(tmp_path))
+  history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+  compared = 0
+  for record in history:
+    for name, value in record.items():
+      if name in ("step", "epoch") or value is None:
+        continue
+      assert (record["step"], name) in scalars, (record["step"], name)
+      np.testing.assert_allclose(scalars[(record["step"], name)], value, rtol=1e-6, err_msg=name)
+      compared += 1
+  assert compared > 20 and any(r["step"] == 6 and "test/gender/accuracy" in r for r in history)
+
+
+@pytest.mark.parametrize("config_name", ["default", "default_constrained", "default_grl", "default_jlu"])
+def test_loss_falls_on_a_learnable_batch(config_name):
+  """Forty steps of each default objective on one repeated batch: the task loss falls by a fifth (it
+  reaches about two thirds of its start with the default's Adam 1e-3; dropout keeps it noisy)."""
+  config = config_lib.load_config_module(os.path.join(REPO, "configs", f"{config_name}.py")).get_config("smoke")
+  config.data.num_examples.train = 64
+  config.data.augment.flip, config.data.augment.shift = False, 0.0
+  config.train.num_epochs = 50  # the learning-rate schedule spans the run: keep it near its peak
+  run = loop._Run(config, "unused")  # pylint: disable=protected-access  (the run's parts, no workdir)
+  batch = next(iter(loop.pipeline.train_batches(
+      run.train_split.source, global_batch_size=run.batch_size, seed=0, num_epochs=1,
+      preprocess=run.preprocess, plan=run.train_split.plan, num_threads=1)))
+  state = run.runner.put_state(run.host_state)
+  losses = []
+  for _ in range(40):
+    state, metrics = run.runner.train_step(state, batch)
+    losses.append(float(run.runner.fetch(metrics)["loss/gender"]))
+  assert np.all(np.isfinite(losses)), losses
+  assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), (config_name, losses)
+
+
+def test_no_checkpoint_holds_the_state_of_a_non_finite_step(tmp_path):
+  """Checkpoint and log intervals that are not multiples of each other: a periodic save between two
+  logged steps must still come after that step's finiteness check."""
+  config = _tiny(default_config.get_config("smoke"))
+  config.optimizer.learning_rate = 1e30
+  config.train.log_every_steps = 3
+  config.train.checkpoint_every_steps = 2
+  with pytest.raises(FloatingPointError, match=r"non-finite training step (\d+)") as raised:
+    loop.train_and_evaluate(config, str(tmp_path))
+  failed = int(raised.value.args[0].split("step ")[1].split(":")[0])
+  checkpoints = glob.glob(str(tmp_path / "checkpoints" / "[0-9]*"))
+  assert all(int(os.path.basename(p)) < failed for p in checkpoints), (failed, checkpoints)
+  for path in checkpoints:
+    restored = ocp.PyTreeCheckpointer().restore(os.path.join(path, "state"))
+    for key, value in _flat(restored["params"]).items():
+      assert np.all(np.isfinite(np.asarray(value))), (path, key)
+
+
 def test_pmap_and_shard_map_runs_agree(tmp_path):
   results = {}
   for mapper in ("pmap", "shard_map"):

@@ -1,0 +1,36 @@
+"""Paths as users type them: resolved once where they enter, then one path type for every write.
+
+Orbax refuses relative checkpoint paths, and a relative path means something else once a library changes
+folder, so every path a user passes (a workdir, an output or data folder, a config file) is made absolute
+against the current folder where it enters a command or ``train_and_evaluate``. A path with a scheme
+(``gs://bucket/run``, ``s3://...``) is left as it is: ``etils.epath`` (which orbax uses) reads and writes
+it, so a run's own files land beside its checkpoints instead of in a local folder named ``gs:``.
+"""
+
+import os
+from typing import Union
+
+from etils import epath
+
+PathLike = Union[str, os.PathLike]
+
+
+def is_remote(path: PathLike) -> bool:
+  """Whether ``path`` names a file system other than the local one (``scheme://...``)."""
+  return "://" in os.fspath(path)
+
+
+def resolve(path: PathLike) -> epath.Path:
+  """``path`` as an absolute ``epath.Path``: local paths against the current folder (``~`` expanded),
+  remote ones unchanged."""
+  text = os.fspath(path)
+  if not text:
+    raise ValueError("empty path")
+  if is_remote(text):
+    return epath.Path(text)
+  return epath.Path(os.path.abspath(os.path.expanduser(text)))
+
+
+def resolve_str(path: PathLike) -> str:
+  """``resolve(path)`` as a string, for code that hands the path to ``os``-level readers."""
+  return os.fspath(resolve(path))
