@@ -1,5 +1,6 @@
 """fairjax: group-fairness auditing and bias mitigation for deep image models, in JAX."""
 
+import logging
 import os
 
 # TensorFlow comes in through CLU's summary writer and TFDS, and as its libraries load it writes C++ log
@@ -14,3 +15,12 @@ import os
 #   TensorFlow only writes summaries and decodes TFDS images here, which those kernels do not serve.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+# JAX tries each accelerator backend it knows when it starts and logs, at INFO, the ones this machine
+# lacks ("Unable to initialize backend 'tpu': ... Failed to open libtpu.so"); absl's app.run shows INFO,
+# so every command that keeps absl's default verbosity printed it. Only that logger's INFO goes: its
+# warnings (a GPU present without a CUDA jaxlib, ...) still show, and a level the user chose (for that
+# logger, or for all of JAX's through JAX_LOGGING_LEVEL) is kept.
+_BACKEND_PROBE = logging.getLogger("jax._src.xla_bridge")
+if _BACKEND_PROBE.level == logging.NOTSET and not os.environ.get("JAX_LOGGING_LEVEL"):
+  _BACKEND_PROBE.setLevel(logging.WARNING)

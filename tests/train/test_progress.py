@@ -20,16 +20,18 @@ from fairjax.train import progress
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# C++ log lines (absl / glog format, from a .cc file) and TensorFlow's load-time notices: a user's terminal
-# must show none of them. Python's absl lines ("W1206 ... checkpoint_manager.py:1489] ...") are ours or
-# our libraries' warnings and may show.
+# What a user's terminal must not show: C++ log lines (absl / glog format, from a .cc file), TensorFlow's
+# load-time notices and JAX's INFO line for each accelerator backend it probes and does not find. Python
+# absl warnings ("W1206 ... checkpoint_manager.py:1489] ...") are ours or our libraries' and may show.
 CPP_NOISE = re.compile(r"^[IWEF]\d{4} [\d:. ]+\s+\d+ [\w/.-]+\.(cc|h):\d+\]|absl::InitializeLog|oneDNN custom "
                        r"operations|cpu_feature_guard|This TensorFlow binary is optimized|Unable to register "
-                       r"cu(DNN|FFT|BLAS) factory|TF-TRT Warning|Could not find cuda drivers", re.M)
+                       r"cu(DNN|FFT|BLAS) factory|TF-TRT Warning|Could not find cuda drivers|"
+                       r"Unable to initialize backend '", re.M)
 
-# The variables fairjax/__init__.py sets where the user has not: removed from a child's environment, so
-# that it shows what a user's shell gets (this test process imported fairjax, and so has them set).
-TF_QUIET_VARIABLES = ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")
+# The variables fairjax/__init__.py sets where the user has not (and JAX_LOGGING_LEVEL, which would keep
+# JAX's backend probing on): removed from a child's environment, so that it shows what a user's shell
+# gets (this test process imported fairjax, and so has them set).
+TF_QUIET_VARIABLES = ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS", "JAX_LOGGING_LEVEL")
 
 
 def user_environment(**extra):
