@@ -18,6 +18,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from fairjax import paths
 from fairjax.audit import core
 from fairjax.audit import example as example_lib
 from fairjax.audit import inputs
@@ -57,14 +58,14 @@ def main(argv):
     else:
       if not _INPUT.value:
         raise inputs.AuditInputError("give --input=FILE.csv (or --example)")
-      frame = inputs.read_csv(_INPUT.value)
+      frame = inputs.read_csv(paths.resolve_str(_INPUT.value))
       config = dict(label_column=_LABEL.value, prediction_column=_PREDICTION.value,
                     score_column=_SCORE.value, sensitive_columns=_SENSITIVE.value,
                     positive_label=_POSITIVE.value)
       extra = None
     result = core.audit(frame, **config, privileged_group=_PRIVILEGED.value, n_boot=_N_BOOT.value,
                    seed=_SEED.value, thresholds=_THRESHOLDS.value)
-    names = core.write_report(result, _OUTPUT.value, extra)
+    names = core.write_report(result, paths.resolve_str(_OUTPUT.value), extra)
   except inputs.AuditInputError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)

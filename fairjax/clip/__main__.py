@@ -19,6 +19,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from fairjax import paths
 from fairjax.clip import audit
 from fairjax.clip import audit_report
 
@@ -56,6 +57,11 @@ _PLOTS = flags.DEFINE_bool("plots", True, "Each method's figures (threshold swee
 _OUTPUT = flags.DEFINE_string("output_dir", None, "Folder for the report.")
 
 
+def _optional_path(value):
+  """A path flag made absolute where it enters (``fairjax.paths``); unset stays unset."""
+  return paths.resolve_str(value) if value else value
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -65,15 +71,15 @@ def main(argv):
     if not _CHECKPOINT.value:
       raise audit.CLIPAuditError("--checkpoint is required")
     options = audit.Options(
-        checkpoint=_CHECKPOINT.value, output_dir=_OUTPUT.value, dataset=_DATASET.value,
-        manual_dir=_MANUAL_DIR.value, split=_SPLIT.value, num_examples=_NUM_EXAMPLES.value,
+        checkpoint=_optional_path(_CHECKPOINT.value), output_dir=_optional_path(_OUTPUT.value), dataset=_DATASET.value,
+        manual_dir=_optional_path(_MANUAL_DIR.value), split=_SPLIT.value, num_examples=_NUM_EXAMPLES.value,
         prompt_sets=tuple(_PROMPT_SETS.value), methods=tuple(_DEBIAS.value), fit_split=_FIT_SPLIT.value,
         fit_per_group=_FIT_PER_GROUP.value, alpha=_ALPHA.value, variance=_VARIANCE.value,
         subspace_k=_K.value, lam=_LAMBDA.value, retrieval_k=tuple(_RETRIEVAL_K.value),
         retrieval_desired=_DESIRED.value, image_size=_IMAGE_SIZE.value, batch_size=_BATCH.value,
         num_resamples=_N_BOOT.value, seed=_SEED.value, headline=_HEADLINE.value,
         plots=_PLOTS.value, groupings=tuple(_GROUPINGS.value),
-        embeddings_dir=_EMBEDDINGS.value)
+        embeddings_dir=_optional_path(_EMBEDDINGS.value))
     summary = audit.run(options)
   except audit.CLIPAuditError as e:
     print(f"error: {e}", file=sys.stderr)

@@ -24,6 +24,7 @@ from absl import flags
 from absl import logging
 import jax.numpy as jnp
 
+from fairjax import paths
 from fairjax.data import augment
 from fairjax.data import datasets
 from fairjax.data import describe
@@ -62,7 +63,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   options = {}
   if _MANUAL_DIR.value:
-    options["manual_dir"] = _MANUAL_DIR.value
+    options["manual_dir"] = paths.resolve_str(_MANUAL_DIR.value)
   if _DATASET.value in ("utkface", "fairface"):
     options["image_size"] = (_IMAGE_SIZE.value, _IMAGE_SIZE.value)
   if _NUM_EXAMPLES.value is not None:
@@ -81,7 +82,7 @@ def main(argv):
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
   name = f"{_DATASET.value} / {split.split}"
-  output = _OUTPUT.value or os.path.join("out", "data", _DATASET.value)
+  output = paths.resolve_str(_OUTPUT.value or os.path.join("out", "data", _DATASET.value))
   os.makedirs(output, exist_ok=True)
   stats = describe.dataset_stats(plan, split.skipped)
   _write_json(stats, os.path.join(output, "stats.json"))
