@@ -23,7 +23,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+from etils import epath
 import numpy as np
+
+from fairjax.report import plots
 
 MAX_POINTS = 2000  # points drawn per map, for speed and legibility
 PERPLEXITY = 30.0
@@ -144,8 +147,7 @@ def plot_embedding(points, labels, class_names: Sequence[str], path: str, title:
   """A scatter of 2-D ``points`` coloured by integer ``labels`` (unknown, -1, in grey)."""
   fig, ax = plt.subplots(figsize=(6.0, 5.4))
   draw_embedding(ax, points, labels, class_names, title)
-  fig.savefig(path, dpi=110, bbox_inches="tight")
-  plt.close(fig)
+  plots.save_figure(fig, path)
 
 
 def plot_embedding_grid(panels, path: str, title: str = "") -> None:
@@ -166,8 +168,7 @@ def plot_embedding_grid(panels, path: str, title: str = "") -> None:
   if title:
     fig.suptitle(title, fontsize="medium")
   fig.tight_layout()
-  fig.savefig(path, dpi=110, bbox_inches="tight")
-  plt.close(fig)
+  plots.save_figure(fig, path)
 
 
 POINTS_FILE = "embedding_points.npz"
@@ -176,7 +177,7 @@ POINTS_FILE = "embedding_points.npz"
 def load_points(directory: str) -> dict:
   """What ``write_embedding_plots`` saved in ``directory``: ``points`` [N, 2], ``rows`` (the
   subsampled rows' indices) and, per attribute, ``labels/<attribute>`` and ``classes/<attribute>``."""
-  with np.load(os.path.join(directory, POINTS_FILE), allow_pickle=False) as saved:
+  with epath.Path(directory, POINTS_FILE).open("rb") as f, np.load(f, allow_pickle=False) as saved:
     return {key: saved[key] for key in saved.files}
 
 
@@ -192,7 +193,7 @@ def write_embedding_plots(directory: str, embeddings,
   """
   index = subsample(len(embeddings), max_points, seed)
   points = tsne(np.asarray(embeddings)[index])
-  os.makedirs(directory, exist_ok=True)
+  epath.Path(directory).mkdir(parents=True, exist_ok=True)
   written, saved = [], {"points": points, "rows": index}
   for name, (labels, class_names) in attributes.items():
     file_name = f"embedding_{name}.png"
@@ -202,5 +203,6 @@ def write_embedding_plots(directory: str, embeddings,
     written.append(file_name)
     saved[f"labels/{name}"] = np.asarray(labels)[index]
     saved[f"classes/{name}"] = np.asarray([str(c) for c in class_names])
-  np.savez(os.path.join(directory, POINTS_FILE), **saved)
+  with epath.Path(directory, POINTS_FILE).open("wb") as f:
+    np.savez(f, **saved)
   return written

@@ -10,10 +10,19 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+from etils import epath
 import numpy as np
 import pandas as pd
 
 DEFAULT_RATES = ("selection_rate", "tpr", "fpr", "ppv", "accuracy")
+
+
+def save_figure(fig, path) -> None:
+  """Writes ``fig`` as a PNG at ``path`` through ``etils.epath`` (a local or a ``gs://`` run folder
+  alike) and closes it."""
+  with epath.Path(path).open("wb") as f:
+    fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
+  plt.close(fig)
 
 
 def _row_labels(table: pd.DataFrame, key_columns: Sequence[str]) -> list[str]:
@@ -45,8 +54,7 @@ def plot_group_rates(table: pd.DataFrame, key_columns: Sequence[str], path: str,
   ax.set_title(title or "Rates by group" + (" (95% bootstrap intervals)" if f"{rates[0]}_lo" in table else ""))
   ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
   ax.grid(axis="y", alpha=0.3)
-  fig.savefig(path, dpi=110, bbox_inches="tight")
-  plt.close(fig)
+  save_figure(fig, path)
 
 
 def plot_disparate_impact(table: pd.DataFrame, key_columns: Sequence[str], path: str,
@@ -68,8 +76,7 @@ def plot_disparate_impact(table: pd.DataFrame, key_columns: Sequence[str], path:
   ax.set_ylabel("selection rate / privileged's")
   ax.set_title(f"Disparate impact against {privileged}")
   ax.legend(fontsize="small")
-  fig.savefig(path, dpi=110, bbox_inches="tight")
-  plt.close(fig)
+  save_figure(fig, path)
 
 
 def plot_threshold_sweep(sweep: dict, path: str) -> None:
@@ -86,5 +93,4 @@ def plot_threshold_sweep(sweep: dict, path: str) -> None:
   ax.set_title("Threshold sweep")
   ax.legend(fontsize="small")
   ax.grid(alpha=0.3)
-  fig.savefig(path, dpi=110, bbox_inches="tight")
-  plt.close(fig)
+  save_figure(fig, path)

@@ -22,7 +22,6 @@ A view is a head, or ``<head>_bins`` for a binned head's classification over its
 ``fairjax.train.evaluate``).
 """
 
-import glob
 import json
 import math
 import os
@@ -32,6 +31,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+from etils import epath
 import numpy as np
 import pandas as pd
 
@@ -92,9 +92,10 @@ def write_split(directory: str, split_name: str, result: evaluate.EvalResult,
   if tuple(primary) not in result.reports:
     raise ValueError(f"primary {tuple(primary)} is not among the evaluated reports {sorted(result.reports)}")
   out = split_dir(directory, split_name)
-  os.makedirs(out, exist_ok=True)
+  epath.Path(out).mkdir(parents=True, exist_ok=True)
   written, skipped = ["by_group.csv"], []
-  stacked_by_group(result).to_csv(os.path.join(out, "by_group.csv"), index=False, na_rep="NaN")
+  with epath.Path(out, "by_group.csv").open("w") as f:
+    stacked_by_group(result).to_csv(f, index=False, na_rep="NaN")
   for (view, grouping), counts in result.confusion.items():
     name = f"confusion_{view}_{grouping}.png"
     if counts.shape[-1] > MAX_CONFUSION_CLASSES:
@@ -130,9 +131,7 @@ def write_split(directory: str, split_name: str, result: evaluate.EvalResult,
       "warnings_all": list(result.warnings),
       "skipped_files": skipped,
   }
-  with open(os.path.join(out, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=2)
-    f.write("\n")
+  epath.Path(out, "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
   written.append("summary.json")
   return sorted(written)
 
@@ -173,8 +172,7 @@ def plot_confusion(counts, class_names: Sequence, group_labels: Sequence[str], p
   fig.supylabel("true")
   if title:
     fig.suptitle(title)
-  fig.savefig(path, dpi=110, bbox_inches="tight")
-  plt.close(fig)
+  plots.save_figure(fig, path)
 
 
 def plot_group_errors(table: pd.DataFrame, key_columns: Sequence[str], path: str, title: str = "") -> None:
@@ -191,8 +189,7 @@ def plot_group_errors(table: pd.DataFrame, key_columns: Sequence[str], path: str
   ax.set_ylabel("mean absolute error")
   ax.set_title(title or "Error by group")
   ax.grid(axis="y", alpha=0.3)
-  fig.savefig(path, dpi=110, bbox_inches="tight")
-  plt.close(fig)
+  plots.save_figure(fig, path)
 
 
 def plot_training_curves(history: Sequence[Mapping], metrics: Sequence[str], path: str,
@@ -227,8 +224,7 @@ def plot_training_curves(history: Sequence[Mapping], metrics: Sequence[str], pat
   for ax in list(axes.flat)[len(drawn):]:
     ax.axis("off")
   fig.tight_layout()
-  fig.savefig(path, dpi=110, bbox_inches="tight")
-  plt.close(fig)
+  plots.save_figure(fig, path)
   return drawn
 
 
@@ -248,7 +244,7 @@ def write_markdown(
   skipped, are listed under the warnings, with ``notes`` and every split's FairnessWarnings.
   """
   out = os.path.join(directory, REPORT_DIR)
-  os.makedirs(out, exist_ok=True)
+  epath.Path(out).mkdir(parents=True, exist_ok=True)
   head, grouping = primary
   warnings_list = list(notes)
   lines = ["# Run report", ""]
@@ -291,13 +287,12 @@ def write_markdown(
   lines += ["## Figures", ""]
   for split in split_results:
     folder = split_dir(directory, split)
-    summary_path = os.path.join(folder, "summary.json")
-    if not os.path.exists(summary_path):
+    summary_path = epath.Path(folder, "summary.json")
+    if not summary_path.exists():
       warnings_list.append(f"{split}: write_split was not run; its by_group.csv, summary.json and figures "
                            "are missing")
       continue
-    with open(summary_path) as f:
-      warnings_list.extend(f"skipped {s}" for s in json.load(f).get("skipped_files", []))
+    warnings_list.extend(f"skipped {s}" for s in json.loads(summary_path.read_text()).get("skipped_files", []))
     lines += [f"### {split}", "", f"Tables: [by_group.csv]({split}/by_group.csv), "
               f"[summary.json]({split}/summary.json)", ""]
     for pattern, caption in (("confusion_*.png", "Confusion matrices (rows: true, columns: predicted)"),
@@ -305,7 +300,7 @@ def write_markdown(
                              ("disparate_impact_*.png", "Disparate impact"),
                              ("mae_*.png", "Age error by group"),
                              ("embedding_*.png", "Embedding (t-SNE) by protected attribute")):
-      names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(folder, pattern)))
+      names = sorted(p.name for p in epath.Path(folder).glob(pattern))
       if names:
         lines.append(f"{caption}: " + ", ".join(f"[{n[:-4]}]({split}/{n})" for n in names))
         lines.append("")
@@ -327,7 +322,7 @@ def write_markdown(
   lines += ["## Warnings", ""]
   lines += [f"- {w}" for w in dict.fromkeys(warnings_list)] or ["None."]
   path = os.path.join(out, "report.md")
-  with open(path, "w") as f:
+  with epath.Path(path).open("w") as f:
     f.write("\n".join(lines) + "\n")
   return path
 
