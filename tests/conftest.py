@@ -1,7 +1,39 @@
-"""Test session set-up: four fake CPU devices, so multi-device code is tested on one CPU."""
+"""Test session set-up: four fake CPU devices, and caches shared by the whole run (and nothing beyond it).
+
+Everything here happens at import, before any test module imports fairjax or initialises JAX, and goes
+into environment variables too, so that the subprocesses tests start inherit the same set-up.
+"""
 
 import os
+import shutil
+import tempfile
 
 # Must happen before JAX initialises its backend. One process sees four CPU "devices"; single-device
 # code still runs on the first, and tests that need one device build meshes of devices[:1].
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+
+# One scratch folder per test run, removed when it ends (unless the caller chose the folders).
+#  * data/: fairjax.data.decoded_cache, so the UTKFace archive is decoded once per run and size, not
+#    once per smoke run (~20 s each), and the tests never read or fill the user's ~/.cache/fairjax.
+#  * jax/: JAX's persistent compilation cache. Many tests compile the same programs through fresh jit
+#    objects (a new training loop, a new process); on CPU a cache hit costs a read instead of seconds of
+#    XLA compiling. Programs that compile in under 0.5 s are not worth the write.
+_RUN_CACHE = None
+if "FAIRJAX_CACHE_DIR" not in os.environ or "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _RUN_CACHE = tempfile.mkdtemp(prefix="fairjax-tests-")
+  os.environ.setdefault("FAIRJAX_CACHE_DIR", os.path.join(_RUN_CACHE, "data"))
+  os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(_RUN_CACHE, "jax"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position  (after the environment above)
+
+# The environment is read when JAX is first imported; should a plugin have imported it before this
+# file, the settings still apply in this process.
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+
+
+def pytest_sessionfinish(session, exitstatus):  # pylint: disable=unused-argument
+  if _RUN_CACHE is not None:
+    shutil.rmtree(_RUN_CACHE, ignore_errors=True)
