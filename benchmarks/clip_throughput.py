@@ -42,6 +42,8 @@ import time
 from absl import app
 from absl import flags
 
+from fairjax import cli
+
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Images per batch.")
 _ROUNDS = flags.DEFINE_integer("rounds", 5, "Alternating rounds.")
 _STEPS = flags.DEFINE_integer("steps", 2, "Timed batches per model per round.")
@@ -220,4 +222,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -23,12 +23,12 @@ import functools
 import tempfile
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 import jax
 import numpy as np
 
+from fairjax import cli
 from fairjax.data import augment
 from fairjax.data import datasets
 from fairjax.data import decoded_cache
@@ -106,4 +106,4 @@ def _images_per_second(source, preprocess, augment_fn, copies: bool) -> float:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -15,11 +15,11 @@ such). Pass --fairlearn_boot equal to --n_boot to time it in full.
 
 import time
 
-from absl import app
 from absl import flags
 import jax
 import numpy as np
 
+from fairjax import cli
 from fairjax.metrics import confusion
 from fairjax.metrics import figures
 
@@ -101,4 +101,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

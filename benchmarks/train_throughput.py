@@ -32,12 +32,12 @@ import os
 import resource
 import time
 
-from absl import app
 from absl import flags
 import jax
 import numpy as np
 import optax
 
+from fairjax import cli
 from fairjax.models import registry
 from fairjax.train import objectives
 from fairjax.train import step as step_lib
@@ -144,4 +144,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

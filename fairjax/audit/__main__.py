@@ -14,10 +14,10 @@ files are written to a staging folder and moved into OUT together.
 import sys
 import warnings
 
-from absl import app
 from absl import flags
 from absl import logging
 
+from fairjax import cli
 from fairjax import paths
 from fairjax.audit import core
 from fairjax.audit import example as example_lib
@@ -81,4 +81,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

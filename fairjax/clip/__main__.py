@@ -19,6 +19,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from fairjax import cli
 from fairjax import paths
 from fairjax.clip import audit
 from fairjax.clip import audit_report
@@ -102,4 +103,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

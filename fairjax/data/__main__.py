@@ -19,11 +19,11 @@ import json
 import os
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 import jax.numpy as jnp
 
+from fairjax import cli
 from fairjax import paths
 from fairjax.data import augment
 from fairjax.data import datasets
@@ -111,4 +111,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

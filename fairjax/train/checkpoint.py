@@ -12,6 +12,7 @@ breaks a bound never counts as best.
 """
 
 import dataclasses
+import logging
 import math
 from typing import Any, Mapping, Optional
 
@@ -19,6 +20,17 @@ from etils import epath
 import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
+
+
+class _NoMetricsNotice(logging.Filter):
+  """Drops orbax's warning for a save without metrics under a best-checkpoint rule: the periodic saves
+  between evaluations carry none by design (they are kept as the latest, never ranked as best)."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return "did not provide metrics" not in str(record.msg)
+
+
+logging.getLogger("absl").addFilter(_NoMetricsNotice())
 
 
 @dataclasses.dataclass(frozen=True)
