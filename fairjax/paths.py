@@ -8,11 +8,17 @@ it, so a run's own files land beside its checkpoints instead of in a local folde
 """
 
 import os
-from typing import Union
+from typing import Optional, Union
 
 from etils import epath
 
 PathLike = Union[str, os.PathLike]
+
+# What fairjax builds once and reuses across runs (decoded data sets, the caption tokenizer) lives under
+# one folder: ``$FAIRJAX_CACHE_DIR``, else ``$XDG_CACHE_HOME/fairjax``, else ``~/.cache/fairjax``;
+# ``FAIRJAX_CACHE_DIR=off`` turns caching off. An empty value counts as unset, as XDG's rules have it.
+CACHE_ENVIRONMENT = "FAIRJAX_CACHE_DIR"
+CACHE_OFF = "off"
 
 
 def is_remote(path: PathLike) -> bool:
@@ -34,3 +40,15 @@ def resolve(path: PathLike) -> epath.Path:
 def resolve_str(path: PathLike) -> str:
   """``resolve(path)`` as a string, for code that hands the path to ``os``-level readers."""
   return os.fspath(resolve(path))
+
+
+def cache_root() -> Optional[str]:
+  """fairjax's cache folder (not created here), or None when ``$FAIRJAX_CACHE_DIR`` is 'off'."""
+  configured = os.environ.get(CACHE_ENVIRONMENT, "")
+  if configured.strip().lower() == CACHE_OFF:
+    return None
+  if configured:
+    return os.path.abspath(os.path.expanduser(configured))
+  xdg = os.environ.get("XDG_CACHE_HOME", "")
+  base = xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(base, "fairjax")

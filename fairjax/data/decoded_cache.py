@@ -35,22 +35,17 @@ import pandas as pd
 import PIL
 from PIL import features
 
-ENVIRONMENT = "FAIRJAX_CACHE_DIR"
-OFF = "off"
+from fairjax import paths
+
+ENVIRONMENT = paths.CACHE_ENVIRONMENT
+OFF = paths.CACHE_OFF
 FORMAT = 1
 _SCRATCH_PREFIX = ".scratch-"
 
 
 def cache_root() -> Optional[str]:
-  """The cache's root folder (not created here), or None when ``$FAIRJAX_CACHE_DIR`` is 'off'."""
-  configured = os.environ.get(ENVIRONMENT, "")
-  if configured.strip().lower() == OFF:
-    return None
-  if configured:
-    return os.path.abspath(os.path.expanduser(configured))
-  xdg = os.environ.get("XDG_CACHE_HOME", "")
-  base = xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache")
-  return os.path.join(base, "fairjax")
+  """The decoded sources' root folder: fairjax's cache folder (``paths.cache_root``), or None when off."""
+  return paths.cache_root()
 
 
 def source_identity(path: str) -> dict:

@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fairjax import paths
 from fairjax.clip import pretrained as pretrained_lib
 from fairjax.clip import prompts as prompts_lib
 from fairjax.data import captions
@@ -234,14 +235,14 @@ def caption_tokenizer_dir(vocab_size: int = 1024, context_length: int = 32,
                           cache_dir: Optional[str] = None) -> str:
   """The folder of the face captions' CLIP tokenizer (``fairjax.clip.tokenizer.caption_corpus``).
 
-  Built once per corpus and settings into ``cache_dir`` (default ``$FAIRJAX_CACHE`` or the system
-  temporary folder), named by a hash of both, and written to a scratch folder first and renamed into
+  Built once per corpus and settings into ``cache_dir`` (default fairjax's cache folder,
+  ``paths.cache_root()``; with the cache off, a temporary folder), named by a hash of both, and written to a scratch folder first and renamed into
   place, so concurrent runs never read a half-written tokenizer.
   """
   from fairjax.clip import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
   corpus = tokenizer_lib.caption_corpus()
   key = hashlib.sha256("\n".join([*corpus, str(vocab_size), str(context_length)]).encode()).hexdigest()[:16]
-  root = cache_dir or os.environ.get("FAIRJAX_CACHE") or os.path.join(tempfile.gettempdir(), "fairjax")
+  root = cache_dir or paths.cache_root() or tempfile.mkdtemp(prefix="fairjax-tokenizer-")
   folder = os.path.join(root, "caption_tokenizer", key)
   if not os.path.isfile(os.path.join(folder, "merges.txt")):
     os.makedirs(os.path.dirname(folder), exist_ok=True)
