@@ -14,15 +14,14 @@ reported, with the ratio, and the minor page faults per step (each is a fresh 4 
 that the step touched: XLA:CPU allocates a step's temporaries anew on every call).
 
 Measured on the project's 2-core AMD EPYC VM (AVX2), 64x64, batch 128, ``--rounds=5``, jax 0.10.2,
-torch 2.13.0, always while other jobs kept the load average at 11-15:
+torch 2.13.0, with nothing else running (load average under 1.5 before each run):
 
-  2 cores   fairjax 143 / 109 / 157 img/s vs PyTorch 38.6 / 34.7 / 55.4:  3.70x, 3.15x, 2.84x
-  1 core    (taskset -c 0) fairjax 66.6 / 94.0 vs PyTorch 36.4 / 58.5:     1.83x, 1.61x
-  faults    fairjax 19k per step, PyTorch 57k-118k; fairjax[lax] 185k (18.6 img/s, 0.48x)
+  2 cores   fairjax 492 / 494 img/s vs PyTorch 339 / 311:  1.45x, 1.59x   (a new user's run: 478 vs 356, 1.34x)
+  faults    fairjax 19k per step, PyTorch 109k-116k
 
-Under load PyTorch's two OpenMP threads gain it nothing (its 2-core and 1-core rates are alike), so
-the 2-core ratios overstate the margin that a quiet machine would show; the one-core race, where
-neither framework waits on a descheduled thread, is the conservative figure: fairjax at least 1.6x.
+Under load from other jobs (load average 11-15) the ratio read 2.8-3.7x: PyTorch's two OpenMP threads
+wait on each other when one is descheduled, and fairjax's step does not. Those figures say how each
+copes with a busy machine, not how fast either is; quote the quiet ones.
 Before ``conv_pool`` (im2col convolution with its full-batch patches, then a separate reshape
 pool), the same step was 0.99-1.02x PyTorch on a quieter machine; under load it made 46 img/s in
 a run where a first version of the fused op made 79 and PyTorch 40.
