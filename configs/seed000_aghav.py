@@ -43,80 +43,29 @@ Assumptions where the seed is silent (it gives the network, not the data or the 
     noise as §3.3 lists) changes only the training plan, after the split, so both runs are tested on
     the same natural test set.
 
-Data: UTKFace is read from ``$FAIRJAX_UTKFACE`` (the archive UTKFace.tar.gz, or the folder holding it
-or the extracted UTKFace/) if set, else from ``../shared/data/UTKFace.tar.gz`` relative to the
-repository root. ``data.manual_dir`` holds that folder, which is what the loader searches; UTKFace
-must be downloaded by hand (see the README).
+Data: UTKFace, found as ``seed000_gender_cnn.py`` says (``$FAIRJAX_UTKFACE`` or ``../shared/data``), split as
+its ``utkface_config`` describes.
 """
+
+import os
 
 import ml_collections
 
 from fairjax.train import config as config_lib
 
-_ARGS = ("curated", "curated_age_first", "smoke")
-
-
-def parse_args(arg: str) -> set[str]:
-  """The comma-separated words of ``arg``; an unknown word is an error, not a silent default run."""
-  words = config_lib.config_words(arg, _ARGS, __file__)
-  if {"curated", "curated_age_first"} <= words:
-    raise ValueError("choose one of 'curated' and 'curated_age_first'")
-  return words
+# The UTKFace experiment every seed 000 / 001 config shares, and its smoke variant (configs/ is no
+# package: configs load each other by path).
+_SEED_000 = config_lib.load_config_module(os.path.join(os.path.dirname(__file__), "seed000_gender_cnn.py"))
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  words = parse_args(arg)
-  config = config_lib.base_config()
-  config.seed = 0
-
+  words = _SEED_000.parse_args(arg, __file__)
+  config = _SEED_000.utkface_config(__file__)
   # §6.4: Input(shape=(sample.shape[0], sample.shape[1], 1)): grayscale.
-  config.data.name = "utkface"
-  config.data.manual_dir = config_lib.utkface_dir(__file__)
   config.data.image_size = 128
   config.data.grayscale = True
-  config.data.mean = (0.0,)
-  config.data.std = (1.0,)
-  config.data.augment.flip = False
-  config.data.augment.shift = 0.0
-  config.data.augment.rotation = 0.0
-  config.data.augment.blur_sigma = 0.0
-  config.data.augment.noise_std = 0.0
-  config.data.splits = "holdout"
-  config.data.subset_size = 0
-  config.data.stratify_by = ("age_band", "gender")
-  config.data.holdout_fractions.train = 0.72
-  config.data.holdout_fractions.validation = 0.08
-  config.data.holdout_fractions.test = 0.2
-  config.data.treatments = ()
-  config.data.seed = 0
-
   config.model.name = "aghav_age_gender_cnn"
-  config.objective.name = "standard"
-  config.optimizer.name = "adam"
-  config.optimizer.learning_rate = 1e-4
-  config.optimizer.schedule = "constant"
-  config.optimizer.trainable = "all"
-  config.train.batch_size = 32
-  config.train.num_epochs = 50
-  config.train.log_every_steps = 100
-  config.train.checkpoint_every_steps = 1000
-
-  config.eval.splits = ("validation", "test")
-  config.eval.groupings = ("race", "gender", "race_x_gender")
-  config.eval.primary_head = "gender"
-  config.eval.primary_grouping = "gender"
-  config.selection.metric = ""  # the last checkpoint: the seed names no selection
-
-  if words & {"curated", "curated_age_first"}:
-    strategy = "age_first" if "curated_age_first" in words else "race_first"
-    config.data.treatments = (f"rebalance_{strategy}",)
-
+  _SEED_000.curate(config, words)
   if "smoke" in words:
-    config.data.subset_size = 256
-    config.data.image_size = 32
-    config.train.batch_size = 32
-    config.train.num_epochs = 1
-    config.train.log_every_steps = 2
-    config.train.checkpoint_every_steps = 100
-    config.eval.batch_size = 64
+    _SEED_000.smoke(config)
   return config

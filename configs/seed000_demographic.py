@@ -38,69 +38,34 @@ Assumptions where the seed is silent (§6.2.2-6.2.3 are empty)
     cross-entropies (hundreds against ~0.7), so with equal weights the age branch dominates the trunk's
     gradient, as it would have in the seed's Keras model.
 
-Data: UTKFace is read from ``$FAIRJAX_UTKFACE`` (the archive UTKFace.tar.gz, or the folder holding it
-or the extracted UTKFace/) if set, else from ``../shared/data/UTKFace.tar.gz`` relative to the
-repository root. ``data.manual_dir`` holds that folder, which is what the loader searches; UTKFace
-must be downloaded by hand (see the README).
+Data: UTKFace, found as ``seed000_gender_cnn.py`` says (``$FAIRJAX_UTKFACE`` or ``../shared/data``), split as
+its ``utkface_config`` describes.
 """
+
+import os
 
 import ml_collections
 
 from fairjax.train import config as config_lib
 
+# The UTKFace experiment every seed 000 / 001 config shares, and its smoke variant (configs/ is no
+# package: configs load each other by path).
+_SEED_000 = config_lib.load_config_module(os.path.join(os.path.dirname(__file__), "seed000_gender_cnn.py"))
 _ARGS = ("smoke",)
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   words = config_lib.config_words(arg, _ARGS, __file__)
-  config = config_lib.base_config()
-  config.seed = 0
-
+  config = _SEED_000.utkface_config(__file__)
   # §6.2.2 is empty: §6.1.2's selection (8,000 images, proportional per 10-year band x gender).
-  config.data.name = "utkface"
-  config.data.manual_dir = config_lib.utkface_dir(__file__)
   config.data.image_size = 128
-  config.data.grayscale = False
-  config.data.mean = (0.0,)
-  config.data.std = (1.0,)
+  config.data.subset_size = 8000
   config.data.augment.flip = True
   config.data.augment.shift = 0.1
-  config.data.augment.rotation = 0.0
-  config.data.augment.blur_sigma = 0.0
-  config.data.augment.noise_std = 0.0
-  config.data.splits = "holdout"
-  config.data.subset_size = 8000
-  config.data.stratify_by = ("age_band", "gender")
-  config.data.holdout_fractions.train = 0.72
-  config.data.holdout_fractions.validation = 0.08
-  config.data.holdout_fractions.test = 0.2
-  config.data.treatments = ()
-  config.data.seed = 0
-
   # §6.2.1: three branches, MSE / BCE / CE summed, Adam 1e-4.
   config.model.name = "utk_demographic_cnn"
-  config.objective.name = "standard"
-  config.optimizer.name = "adam"
-  config.optimizer.learning_rate = 1e-4
-  config.optimizer.schedule = "constant"
-  config.optimizer.trainable = "all"
-  config.train.batch_size = 32
-  config.train.num_epochs = 50
   config.train.log_every_steps = 50
   config.train.checkpoint_every_steps = 500
-
-  config.eval.splits = ("validation", "test")
-  config.eval.groupings = ("race", "gender", "race_x_gender")
-  config.eval.primary_head = "gender"
-  config.eval.primary_grouping = "gender"
-  config.selection.metric = ""  # the last checkpoint: the seed names no selection
-
   if "smoke" in words:
-    config.data.subset_size = 256
-    config.data.image_size = 48
-    config.train.batch_size = 32
-    config.train.num_epochs = 1
-    config.train.log_every_steps = 2
-    config.train.checkpoint_every_steps = 100
-    config.eval.batch_size = 64
+    _SEED_000.smoke(config, image_size=48)
   return config

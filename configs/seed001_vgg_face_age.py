@@ -63,16 +63,19 @@ What cannot be reproduced as the seed ran it, and assumptions where it is silent
   * Input: 224x224 RGB, pixels scaled to [0, 1] (what serengil's preprocessing feeds VGG-Face); no
     augmentation.
 
-Data: UTKFace is read from ``$FAIRJAX_UTKFACE`` (the archive UTKFace.tar.gz, or the folder holding it
-or the extracted UTKFace/) if set, else from ``../shared/data/UTKFace.tar.gz`` relative to the
-repository root. ``data.manual_dir`` holds that folder, which is what the loader searches; UTKFace
-must be downloaded by hand (see the README).
+Data: UTKFace, found as ``seed000_gender_cnn.py`` says (``$FAIRJAX_UTKFACE`` or ``../shared/data``), split as
+its ``utkface_config`` describes.
 """
+
+import os
 
 import ml_collections
 
 from fairjax.train import config as config_lib
 
+# The UTKFace experiment every seed 000 / 001 config shares, and its smoke variant (configs/ is no
+# package: configs load each other by path).
+_SEED_000 = config_lib.load_config_module(os.path.join(os.path.dirname(__file__), "seed000_gender_cnn.py"))
 _ARGS = ("x2", "x3", "smoke")
 
 
@@ -86,46 +89,24 @@ def parse_args(arg: str) -> set[str]:
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   words = parse_args(arg)
-  config = config_lib.base_config()
-  config.seed = 0
-
-  config.data.name = "utkface"
-  config.data.manual_dir = config_lib.utkface_dir(__file__)
+  config = _SEED_000.utkface_config(__file__)  # UTKFace split as seed 000 §6.1.2 splits it
   config.data.image_size = 224  # VGG-Face's input; fc6's width fixes it
-  config.data.grayscale = False
-  config.data.mean = (0.0,)
-  config.data.std = (1.0,)
-  config.data.augment.flip = False
-  config.data.augment.shift = 0.0
-  config.data.augment.rotation = 0.0
-  config.data.augment.blur_sigma = 0.0
-  config.data.augment.noise_std = 0.0
-  config.data.splits = "holdout"
-  config.data.subset_size = 0
-  config.data.stratify_by = ("age_band", "gender")
-  config.data.holdout_fractions.train = 0.72
-  config.data.holdout_fractions.validation = 0.08
-  config.data.holdout_fractions.test = 0.2
   # Drop the under-16s (training plan only: see the module docstring), then copy the over-60s.
   config.data.treatments = ("min_age",)
   config.data.treatment_options.min_age.age = 16
   config.data.treatment_options.oversample_old.min_age = 60
   config.data.treatment_options.oversample_old.copies = "repeat"
-  config.data.seed = 0
+  for word, factor in (("x2", 2), ("x3", 3)):
+    if word in words:
+      config.data.treatments = ("min_age", "oversample_old")
+      config.data.treatment_options.oversample_old.factor = factor
 
   config.model.name = "vgg_face_age"
-  config.objective.name = "standard"
-  config.optimizer.name = "adam"
   config.optimizer.learning_rate = 1e-3  # Keras's Adam() default, as serengil's notebook compiles it
-  config.optimizer.schedule = "constant"
   config.optimizer.trainable = "fc:2"  # fc6, fc7 and the softmax; the 13 convolutions frozen
   config.train.batch_size = 256
   config.train.num_epochs = 250
   config.train.log_every_steps = 20
-  config.train.checkpoint_every_steps = 1000
-
-  config.eval.splits = ("validation", "test")
-  config.eval.groupings = ("race", "gender", "race_x_gender")
   config.eval.primary_head = "age"
   config.eval.primary_grouping = "race"
   # "We saved the weights of the model with the lowest validation loss, to avoid overfitting."
@@ -134,18 +115,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.selection.bound_metric = ""
   config.selection.keep_best = 1
 
-  for word, factor in (("x2", 2), ("x3", 3)):
-    if word in words:
-      config.data.treatments = ("min_age", "oversample_old")
-      config.data.treatment_options.oversample_old.factor = factor
-
   if "smoke" in words:
-    config.data.subset_size = 256
-    config.data.image_size = 32
+    _SEED_000.smoke(config)
     config.model.kwargs = ml_collections.ConfigDict(dict(widths=(8, 8, 16, 16, 16), fc_units=32))
-    config.train.batch_size = 32
-    config.train.num_epochs = 1
-    config.train.log_every_steps = 2
-    config.train.checkpoint_every_steps = 100
-    config.eval.batch_size = 64
   return config

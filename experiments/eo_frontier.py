@@ -28,12 +28,12 @@ from ml_collections import config_flags
 from fairjax import cli
 from fairjax import paths
 from fairjax.data import augment
+from fairjax.data import groups
 from fairjax.metrics import frontier
+from fairjax.models import forward as forward_lib
 from fairjax.report import run_report
-from fairjax.train import evaluate
 from fairjax.train import leakage
 from fairjax.train import loop
-from fairjax.train import objectives
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "The run's config (configs/*.py[:arg]).",
                                           lock_config=True)
@@ -54,11 +54,11 @@ def split_scores(run, state, split_name: str) -> dict:
   data_config, apply_fn = run.config.data, run.model.apply
 
   def score(state, batch):
-    outputs, _ = objectives.forward(apply_fn, state.params["model"], state.model_state,
+    outputs, _ = forward_lib.forward(apply_fn, state.params["model"], state.model_state,
                                     augment.eval_images(batch, data_config), jax.random.key(0), train=False)
     out = outputs[head]
     margin = out.reshape(-1) if out.ndim == 1 or out.shape[-1] == 1 else out[:, 1] - out[:, 0]
-    return {"score": margin, "label": batch[spec.key], "group": evaluate.group_codes(batch, grouping),
+    return {"score": margin, "label": batch[spec.key], "group": groups.group_codes(batch, grouping),
             "mask": batch["mask"]}
 
   return leakage.split_rows(run, run.runner.row_function(score), state, run.eval_splits[split_name])
@@ -105,7 +105,7 @@ def main(argv):
   workdir = paths.resolve_str(_WORKDIR.value)
   run, state, step = loop.reported_state(config, workdir)
   rows = split_scores(run, state, _SPLIT.value)
-  labels = evaluate.group_labels(run.primary[1])
+  labels = groups.group_labels(run.primary[1])
   known = (rows["label"] >= 0) & (rows["group"] >= 0)
   rows = {k: v[known] for k, v in rows.items()}
   results = frontier.equalized_odds_frontier(rows["score"], rows["label"], rows["group"],

@@ -155,7 +155,8 @@ def config_to_hf(config: clip_lib.CLIPConfig):
                                  logit_scale_init_value=config.logit_scale_init, architectures=["CLIPModel"])
 
 
-def _read_config(path: str) -> clip_lib.CLIPConfig:
+def read_config(path: str) -> clip_lib.CLIPConfig:
+  """The ``CLIPConfig`` of the Hugging Face CLIP folder at ``path`` (its config.json), without the weights."""
   file = os.path.join(path, CONFIG_FILE)
   if not os.path.isfile(file):
     raise FileNotFoundError(f"{path}: no {CONFIG_FILE}; a Hugging Face CLIP folder has config.json and "
@@ -272,7 +273,7 @@ def from_pretrained(path: PathLike, dtype: Any = jnp.float32) -> tuple[clip_lib.
   path = os.fspath(path)
   if not os.path.isdir(path):
     raise FileNotFoundError(f"{path}: no such checkpoint folder")
-  config = _read_config(path)
+  config = read_config(path)
   params = params_from_tensors(config, _read_tensors(path), source=path)
   return clip_lib.CLIP(config, dtype=dtype), jax.tree.map(jnp.asarray, params)
 

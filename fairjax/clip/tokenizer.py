@@ -121,15 +121,16 @@ def build_tokenizer(texts: Iterable[str], output_dir: str, vocab_size: int = 204
 
 def synthetic_faces_captions() -> list[str]:
   """Every caption ``fairjax.data.synthetic_faces`` writes: each age band x gender x group x template."""
+  from fairjax.data import captions as captions_lib  # pylint: disable=g-import-not-at-top
   from fairjax.data import synthetic_faces  # pylint: disable=g-import-not-at-top
-  captions = []
+  texts = []
   for last_age, *_ in synthetic_faces.AGE_BANDS:
     age = min(last_age, synthetic_faces.MAX_AGE)
     for gender in (0, 1):
       for race in range(len(synthetic_faces.CAPTION_RACE_WORDS)):
         for template in range(len(synthetic_faces.CAPTION_TEMPLATES)):
-          captions.append(synthetic_faces._caption(age, gender, race, template))  # pylint: disable=protected-access
-  return captions
+          texts.append(captions_lib.caption(age, gender, race, template))
+  return texts
 
 
 def caption_corpus() -> list[str]:

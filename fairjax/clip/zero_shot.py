@@ -38,17 +38,16 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from fairjax.data import groups
 from fairjax.data import schema
 from fairjax.metrics import confusion
 from fairjax.metrics import disparity
-from fairjax.metrics import groups as groups_lib
 from fairjax.metrics import report as report_lib
 from fairjax.metrics import thresholds as thresholds_lib
-from fairjax.train import evaluate
 
 GENDER, RACE = "gender", "race"
 NUM_CLASSES = {GENDER: len(schema.GENDERS), RACE: len(schema.RACES)}
-GROUPINGS = ("race", "gender", "race_x_gender")
+GROUPINGS = groups.DEFAULT_GROUPINGS  # the groupings the zero-shot audit reports (race always among them)
 DEFAULT_THRESHOLD = 0.5
 # Names of the default ensembles, built when an attribute has two or more prompt sets.
 DEFAULT_ENSEMBLES = {GENDER: "ensemble", RACE: "race ensemble"}
@@ -317,7 +316,7 @@ def _operating_point(scores, gender, race, threshold, groupings, num_resamples, 
     counts_of[grouping] = _grouped_counts(gender, predicted, labels, grouping, len(schema.GENDERS))
     with _collected(*warn_to, grouping):
       reports[grouping] = report_lib.classification_report(
-          counts_of[grouping], group_keys=evaluate.group_keys(grouping), class_names=list(schema.GENDERS),
+          counts_of[grouping], group_keys=groups.group_keys(grouping), class_names=list(schema.GENDERS),
           positive_class=1, privileged=_privileged(grouping, counts_of[grouping]),
           num_resamples=num_resamples, seed=seed, sweep=sweep if grouping == "race" else None)
   by_race = np.asarray(counts_of["race"])
@@ -352,7 +351,7 @@ def _audit_race(name, members, probabilities, race, gender, groupings, num_resam
     counts_of[grouping] = _grouped_counts(race, predicted, labels, grouping, len(schema.RACES))
     with _collected(sink, f"{name} / argmax", grouping):
       reports[grouping] = report_lib.classification_report(
-          counts_of[grouping], group_keys=evaluate.group_keys(grouping), class_names=list(schema.RACES),
+          counts_of[grouping], group_keys=groups.group_keys(grouping), class_names=list(schema.RACES),
           privileged=_privileged(grouping, counts_of[grouping]), num_resamples=num_resamples, seed=seed)
   by_race = jnp.asarray(counts_of["race"])
   overall = confusion.overall_summary(by_race)
@@ -389,19 +388,16 @@ def _collected(sink: list, prefix: str, grouping: str):
 
 
 def _grouped_counts(y_true, y_pred, labels, grouping, num_classes):
-  attributes = evaluate.GROUPINGS[grouping]
-  codes = groups_lib.intersect([labels[a] for a in attributes],
-                               [len(evaluate.ATTRIBUTES[a]) for a in attributes])
-  num_groups = int(np.prod([len(evaluate.ATTRIBUTES[a]) for a in attributes]))
-  return np.asarray(confusion.confusion_counts(y_true, y_pred, codes, num_groups=num_groups,
+  codes = groups.group_codes(labels, grouping)
+  return np.asarray(confusion.confusion_counts(y_true, y_pred, codes, num_groups=groups.num_groups(grouping),
                                                num_classes=num_classes))
 
 
 def _privileged(grouping: str, counts) -> int:
   """Men for the gender grouping (seed 000 §6.1.5, as the training reports), else the largest group."""
-  choice = evaluate.DEFAULT_PRIVILEGED.get(grouping)
+  choice = groups.DEFAULT_PRIVILEGED.get(grouping)
   if choice is not None:
-    return evaluate.group_labels(grouping).index(choice)
+    return groups.group_labels(grouping).index(choice)
   return int(np.argmax(np.asarray(counts).sum((1, 2))))
 
 

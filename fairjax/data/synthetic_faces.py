@@ -271,9 +271,6 @@ def _appearance(s: _Stream, female: np.ndarray, age: np.ndarray, race: np.ndarra
   }
 
 
-_caption = captions.caption
-
-
 # --------------------------------------------------------------------------------------------- drawing
 
 
@@ -519,7 +516,7 @@ class SyntheticFaces:
     labels = _labels(stream, sampling)
     # Captions annotate like the labels do: they agree with the recorded, possibly noisy, gender.
     template = (stream.bits(5) % np.uint64(len(CAPTION_TEMPLATES))).astype(int)
-    texts = [_caption(*row) for row in zip(labels["age"], labels["gender"], labels["race"], template)]
+    texts = [captions.caption(*row) for row in zip(labels["age"], labels["gender"], labels["race"], template)]
     frame = pd.DataFrame({
         "file_name": [f"synthetic/{self.config.seed}/{split}/{i}" for i in index],
         **{k: labels[k] for k in ("age", "gender", "race")},

@@ -57,6 +57,31 @@ class GroupReport:
       f.write("\n")
 
 
+@dataclasses.dataclass
+class EvalResult:
+  """The figures of one evaluation of a model: its group reports, flat metrics and confusion counts.
+
+  What ``fairjax.train.evaluate.summarise`` gives and ``fairjax.report.run_report`` writes.
+
+  Attributes:
+    metrics: flat ``name -> float`` for logging and model selection (NaN where undefined); the names
+      are listed in ``summarise``.
+    reports: ``(view, grouping) -> GroupReport``; a view is a head's name, or ``<head>_bins`` for the
+      classification view of a binned head.
+    confusion: ``(view, grouping) -> [G, C, C]`` counts of every classification view.
+    class_names: ``view -> class names`` of every classification view.
+    group_labels: ``grouping -> group names`` (index order, as ``fairjax.data.groups.group_labels``).
+    warnings: every FairnessWarning raised while summarising, prefixed with ``view/grouping``.
+  """
+
+  metrics: dict[str, float]
+  reports: dict[tuple[str, str], GroupReport]
+  confusion: dict[tuple[str, str], np.ndarray]
+  class_names: dict[str, list]
+  group_labels: dict[str, list[str]]
+  warnings: list[str]
+
+
 def group_labels(keys: pd.DataFrame) -> list[str]:
   """``"race=1, gender=0"``-style label of every group (row of ``keys``)."""
   columns = [[f"{c}={v}" for v in keys[c].tolist()] for c in keys.columns]

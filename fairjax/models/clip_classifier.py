@@ -315,7 +315,7 @@ def clip_zero_shot(input_shape: Sequence[int] = (64, 64, 3), checkpoint: str = "
     if not os.path.isdir(checkpoint):
       raise FileNotFoundError(f"CLIP checkpoint {checkpoint}: no such folder (train one with "
                               "configs/clip_synthetic.py, whose run writes WORKDIR/clip_checkpoint)")
-    config = pretrained_lib._read_config(checkpoint)  # pylint: disable=protected-access
+    config = pretrained_lib.read_config(checkpoint)
     if config.vision.image_size != input_shape[0]:
       raise ValueError(f"the checkpoint takes {config.vision.image_size}x{config.vision.image_size} images; "
                        f"set data.image_size={config.vision.image_size} (the data are {input_shape[0]})")

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fairjax.models import protocols
 from fairjax.registry import Registry
 
 _MODELS = Registry("model")
@@ -56,7 +57,7 @@ def init_variables(model: nn.Module, rng: jax.Array, batch_size: int = 1) -> dic
   that starts from saved weights (``clip_zero_shot`` with a checkpoint) returns them from its
   ``pretrained_variables()``; None there means a fresh initialisation.
   """
-  pretrained = model.pretrained_variables() if hasattr(model, "pretrained_variables") else None
+  pretrained = model.pretrained_variables() if isinstance(model, protocols.PretrainedStart) else None
   if pretrained is not None:
     return dict(pretrained)
 
@@ -84,7 +85,7 @@ def l2_penalty(model: nn.Module, params: Any) -> jax.Array:
   total loss once per step, not averaged over the batch; add this to the mean loss the same way.
   """
   total = jnp.zeros((), jnp.float32)
-  factors = model.l2_factors() if hasattr(model, "l2_factors") else {}
+  factors = model.l2_factors() if isinstance(model, protocols.KerasL2) else {}
   for layer, factor in factors.items():
     total = total + factor * jnp.sum(jnp.square(params[layer]["kernel"]))
   return total

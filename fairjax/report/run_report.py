@@ -35,8 +35,9 @@ from etils import epath
 import numpy as np
 import pandas as pd
 
+from fairjax.data import groups
+from fairjax.metrics import report as report_lib
 from fairjax.report import plots
-from fairjax.train import evaluate
 
 REPORT_DIR = "report"
 # Metrics of this prefix (``leakage_<attribute>``, see ``fairjax.train.leakage``) are also top-level keys
@@ -60,7 +61,7 @@ def split_dir(directory: str, split_name: str) -> str:
   return os.path.join(directory, REPORT_DIR, split_name)
 
 
-def stacked_by_group(result: evaluate.EvalResult) -> pd.DataFrame:
+def stacked_by_group(result: report_lib.EvalResult) -> pd.DataFrame:
   """Every report's ``by_group`` table, one under the other, with leading ``head`` and ``grouping``.
 
   The group-key columns of all groupings come next (blank where a grouping lacks the attribute), then
@@ -73,14 +74,14 @@ def stacked_by_group(result: evaluate.EvalResult) -> pd.DataFrame:
     frame.insert(0, "head", view)
     frames.append(frame)
   table = pd.concat(frames, ignore_index=True, sort=False)
-  keys = [a for a in evaluate.ATTRIBUTES if a in table.columns]
+  keys = [a for a in groups.ATTRIBUTES if a in table.columns]
   labels = keys + (["class"] if "class" in table.columns else [])
   table[labels] = table[labels].astype(object).where(table[labels].notna(), "")
   rest = [c for c in table.columns if c not in ["head", "grouping"] + labels]
   return table[["head", "grouping"] + labels + rest]
 
 
-def write_split(directory: str, split_name: str, result: evaluate.EvalResult,
+def write_split(directory: str, split_name: str, result: report_lib.EvalResult,
                 primary: tuple[str, str]) -> list[str]:
   """Writes ``DIR/report/<split>/``; returns the names of the files written there.
 
@@ -233,7 +234,7 @@ def write_markdown(
     *,
     config_summary: Mapping,
     history: Sequence[Mapping],
-    split_results: Mapping[str, evaluate.EvalResult],
+    split_results: Mapping[str, report_lib.EvalResult],
     primary: tuple[str, str],
     selected_step: Optional[int],
     notes: Sequence[str] = (),
@@ -372,7 +373,7 @@ def _predicts_grouping(report, grouping: str) -> bool:
   if report is None:
     return False
   classes = {str(c) for c in report.summary.get("classes", ())}
-  return any(classes == set(evaluate.ATTRIBUTES[a]) for a in evaluate.GROUPINGS.get(grouping, ()))
+  return any(classes == set(groups.ATTRIBUTES[a]) for a in groups.GROUPINGS.get(grouping, ()))
 
 
 def _group_table(report) -> list[str]:

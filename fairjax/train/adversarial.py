@@ -39,10 +39,11 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
+from fairjax.data import groups
+from fairjax.models import forward as forward_lib
 from fairjax.models import heads as heads_lib
 from fairjax.models import registry as model_registry
 from fairjax.train import collectives
-from fairjax.train import evaluate
 from fairjax.train import objectives
 
 ADVERSARY = "adversary"  # key of the adversary heads' parameters in the train state's params
@@ -148,9 +149,9 @@ class _Unlearning:
 
   def __init__(self, model, attributes: Sequence[str], hidden: Sequence[int]):
     attributes = tuple(attributes)
-    unknown = [a for a in attributes if a not in evaluate.ATTRIBUTES]
+    unknown = [a for a in attributes if a not in groups.ATTRIBUTES]
     if not attributes or unknown:
-      raise ValueError(f"attributes must name protected attributes among {sorted(evaluate.ATTRIBUTES)}, "
+      raise ValueError(f"attributes must name protected attributes among {sorted(groups.ATTRIBUTES)}, "
                        f"got {attributes}")
     self.model = model
     self.attributes = attributes
@@ -161,7 +162,7 @@ class _Unlearning:
       if attribute in own:
         self.protected[attribute] = (own[attribute], True)
       else:
-        spec = heads_lib.HeadSpec(attribute, "multiclass", num_outputs=len(evaluate.ATTRIBUTES[attribute]),
+        spec = heads_lib.HeadSpec(attribute, "multiclass", num_outputs=len(groups.ATTRIBUTES[attribute]),
                                   label_key=attribute, hidden=tuple(hidden))
         self.protected[attribute] = (spec, False)
     for spec, _ in self.protected.values():
@@ -206,8 +207,8 @@ class _Unlearning:
 
     Returns ``(loss, outputs, model_state, metrics)``.
     """
-    outputs, model_state = objectives.forward(apply_fn, params["model"], state.model_state,
-                                              objectives.model_images(batch), rng, train=True)
+    outputs, model_state = forward_lib.forward(apply_fn, params["model"], state.model_state,
+                                              forward_lib.model_images(batch), rng, train=True)
     loss, metrics = self.task.task_loss(params["model"], outputs, batch, axis_name)
     return loss, outputs, model_state, metrics
 

@@ -36,6 +36,8 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
+from fairjax.models import forward as forward_lib
+from fairjax.models import protocols as model_protocols
 from fairjax.train import collectives
 from fairjax.train import constrained
 from fairjax.train import objectives
@@ -96,7 +98,7 @@ class ClipContrastive(objectives.Standard):
   def __init__(self, model, prompt_weight: float = 0.0, max_logit_scale: float = MAX_LOGIT_SCALE,
                fairness: str = "", fairness_options: Optional[Mapping[str, Any]] = None):
     super().__init__(model)
-    if not hasattr(model, "contrastive") or not hasattr(model, "text_inputs"):
+    if not isinstance(model, model_protocols.ReadsCaptions):
       raise ValueError(f"objective 'clip_contrastive' needs a CLIP model (clip_zero_shot), got "
                        f"{type(model).__name__}")
     if prompt_weight < 0:
@@ -105,7 +107,7 @@ class ClipContrastive(objectives.Standard):
     self.fairness = None
     if fairness:
       self.fairness = objectives.get_objective(fairness, model, **dict(fairness_options or {}))
-      if not hasattr(self.fairness, "fairness_term"):
+      if not isinstance(self.fairness, objectives.GroupRateTerm):
         raise ValueError(f"fairness={fairness!r} is not a group-rate objective; use one of constrained, "
                          "gap_penalty, mindiff")
     elif fairness_options:
@@ -121,7 +123,7 @@ class ClipContrastive(objectives.Standard):
       raise KeyError(f"clip_contrastive reads captions, but the batch lacks {missing}; the input "
                      "pipeline adds them for objectives with reads_text")
     with_heads = self.prompt_weight > 0 or self.fairness is not None
-    out = apply_fn({"params": params["model"], **state.model_state}, objectives.model_images(batch),
+    out = apply_fn({"params": params["model"], **state.model_state}, forward_lib.model_images(batch),
                    batch["input_ids"], batch["attention_mask"], method="contrastive", with_heads=with_heads)
     size = batch["input_ids"].shape[0]
     valid = jnp.asarray(batch["mask"], bool) if "mask" in batch else jnp.ones((size,), bool)

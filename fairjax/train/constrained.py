@@ -3,7 +3,7 @@ r"""Fairness-constrained objectives: a Lagrangian game on group rates, and the p
 Seed 000 §8.2 keeps the equalized-odds gap of its fine-tuned CLIP below 10 % by *selecting* checkpoints;
 these objectives put the gap into training itself (seed 000 §5's second class of mitigation). Three are
 registered, each on one classifying head of the model and one or several groupings of the batch
-(``evaluate.GROUPINGS``: 'race', 'gender', 'race_x_gender'), and each adds its term to the ``standard``
+(``groups.GROUPINGS``: 'race', 'gender', 'race_x_gender'), and each adds its term to the ``standard``
 loss (so example weights from ``reweigh`` still apply to the task loss):
 
   constrained   rate constraints  rate_g - rate_h <= epsilon  for every ordered pair of groups (g, h),
@@ -90,6 +90,8 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
+from fairjax.data import groups
+from fairjax.models import forward as forward_lib
 from fairjax.models import heads as heads_lib
 from fairjax.train import adversarial
 from fairjax.train import collectives
@@ -162,14 +164,14 @@ def head_predictions(spec: heads_lib.HeadSpec, output: Array, labels: Array,
 
 def members(batch, grouping: str, valid: Array) -> Array:
   """``[B, G]`` 0/1 membership of each valid row in its group of ``grouping``."""
-  if grouping not in evaluate.GROUPINGS:
-    raise ValueError(f"unknown grouping {grouping!r}; known: {sorted(evaluate.GROUPINGS)}")
-  codes = evaluate.group_codes(batch, grouping)
+  if grouping not in groups.GROUPINGS:
+    raise ValueError(f"unknown grouping {grouping!r}; known: {sorted(groups.GROUPINGS)}")
+  codes = groups.group_codes(batch, grouping)
   return jax.nn.one_hot(codes, num_groups(grouping)) * valid[:, None].astype(jnp.float32)
 
 
 def num_groups(grouping: str) -> int:
-  return len(evaluate.group_keys(grouping))
+  return len(groups.group_keys(grouping))
 
 
 def group_counts(member: Array, labels: Array, predictions: Array) -> dict[str, Array]:
@@ -249,8 +251,8 @@ class _GroupRateObjective(objectives.Standard, abc.ABC):
     if not self.attributes:
       raise ValueError("a fairness objective needs at least one grouping in attributes=")
     for grouping in self.attributes:
-      if grouping not in evaluate.GROUPINGS:
-        raise ValueError(f"unknown grouping {grouping!r}; known: {sorted(evaluate.GROUPINGS)}")
+      if grouping not in groups.GROUPINGS:
+        raise ValueError(f"unknown grouping {grouping!r}; known: {sorted(groups.GROUPINGS)}")
     if constraint not in CONSTRAINTS:
       raise ValueError(f"unknown constraint {constraint!r}; known: {', '.join(CONSTRAINTS)}")
     if temperature <= 0:
@@ -287,8 +289,8 @@ class _GroupRateObjective(objectives.Standard, abc.ABC):
     return {**outputs, self.spec.name: output[self.spec.name]}
 
   def loss(self, params, state, batch, rng, apply_fn, axis_name):
-    outputs, model_state = objectives.forward(apply_fn, params["model"], state.model_state,
-                                              objectives.model_images(batch), rng, train=True)
+    outputs, model_state = forward_lib.forward(apply_fn, params["model"], state.model_state,
+                                              forward_lib.model_images(batch), rng, train=True)
     task, metrics = self.task_loss(params["model"], outputs, self.task_batch(batch, state.objective_state),
                                      axis_name)
     term, objective_state, fairness = self.fairness_term(self.rate_outputs(params["model"], outputs), batch,
@@ -370,7 +372,7 @@ class Constrained(_GroupRateObjective):
     present = pooled > 0
     per_group = jnp.where(present, jnp.sum(pooled) / (jnp.maximum(jnp.sum(present), 1) *
                                                      jnp.where(present, pooled, 1.0)), 1.0)
-    codes = evaluate.group_codes(batch, grouping)
+    codes = groups.group_codes(batch, grouping)
     known = (codes >= 0) & (codes < per_group.shape[0])
     factor = jnp.where(known, per_group[jnp.clip(codes, 0, per_group.shape[0] - 1)], 1.0)
     weight = jnp.asarray(batch["weight"], jnp.float32) if "weight" in batch else jnp.ones_like(factor)

@@ -23,7 +23,6 @@ and the classification view under ``<head>_bins``; its metrics all sit under ``<
 """
 
 import contextlib
-import dataclasses
 import math
 import warnings
 from typing import Callable, Mapping, Optional, Sequence, Union
@@ -33,27 +32,18 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from fairjax.data import schema
+from fairjax.data import groups
 from fairjax.metrics import confusion
 from fairjax.metrics import disparity
 from fairjax.metrics import figures as figures_lib
-from fairjax.metrics import groups as groups_lib
 from fairjax.metrics import regression
 from fairjax.metrics import report as report_lib
+from fairjax.models import forward as forward_lib
 from fairjax.models import heads as heads_lib
-from fairjax.train import objectives
 
-# Groupings by name: the batch's sensitive attributes they combine, and each attribute's value names.
-# race_x_gender is groups.intersect's mixed radix, race * 2 + gender.
-ATTRIBUTES = {"race": schema.RACES, "gender": schema.GENDERS}
-GROUPINGS = {"race": ("race",), "gender": ("gender",), "race_x_gender": ("race", "gender")}
-DEFAULT_GROUPINGS = ("race", "gender", "race_x_gender")
-# Seed 000 §6.1.5 measures disparate impact with men as the privileged group; groupings not named
-# here take the audit's default, the largest group.
-DEFAULT_PRIVILEGED = {"gender": "male"}
 BINS_SUFFIX = "_bins"
 
-# Per-grouping figures in ``EvalResult.metrics``, as ``<head>/<grouping>/<name>``.
+# Per-grouping figures in ``report_lib.EvalResult.metrics``, as ``<head>/<grouping>/<name>``.
 CLASSIFICATION_DISPARITIES = (
     "equalized_odds_difference", "equal_opportunity_difference", "demographic_parity_difference",
     "disparate_impact", "disparate_impact_correct", "accuracy_gap", "worst_group_accuracy")
@@ -88,35 +78,14 @@ def class_names(spec: heads_lib.HeadSpec) -> list:
   if spec.kind == "binned":
     edges = spec.bin_low + spec.bin_width * np.arange(spec.num_outputs + 1)
     return [f"{lo:g}-{hi:g}" for lo, hi in zip(edges[:-1], edges[1:])]
-  names = ATTRIBUTES.get(spec.key)
+  names = groups.ATTRIBUTES.get(spec.key)
   if names is not None and len(names) == num_classes(spec):
     return list(names)
   return list(range(num_classes(spec)))
 
 
-def group_keys(grouping: str) -> pd.DataFrame:
-  """One row per group of ``grouping`` in index order, one column per attribute, schema names."""
-  attributes = GROUPINGS[grouping]
-  names = groups_lib.intersect_names([ATTRIBUTES[a] for a in attributes])
-  return pd.DataFrame(names, columns=list(attributes))
-
-
-def group_labels(grouping: str) -> list[str]:
-  """Short name of every group, e.g. ``"Black, female"``: what ``privileged`` may name."""
-  keys = group_keys(grouping)
-  return [", ".join(row) for row in zip(*(keys[c].tolist() for c in keys.columns))]
-
-
-def group_codes(batch, grouping: str) -> jax.Array:
-  """Each row's group index under ``grouping``; -1 where one of its attributes is unknown."""
-  attributes = GROUPINGS[grouping]
-  return groups_lib.intersect([batch[a] for a in attributes], [len(ATTRIBUTES[a]) for a in attributes])
-
-
 def _check_heads(specs: Sequence[heads_lib.HeadSpec], groupings: Sequence[str]) -> None:
-  unknown = [g for g in groupings if g not in GROUPINGS]
-  if unknown:
-    raise ValueError(f"unknown grouping(s) {unknown}; known: {sorted(GROUPINGS)}")
+  groups.check_groupings(groupings)
   names = {spec.name for spec in specs}
   for spec in specs:
     if spec.kind == "binned" and spec.name + BINS_SUFFIX in names:
@@ -124,13 +93,14 @@ def _check_heads(specs: Sequence[heads_lib.HeadSpec], groupings: Sequence[str]) 
                        f"{spec.name!r}")
 
 
-def make_evaluator(model, *, images_fn: Callable, groupings: Sequence[str] = DEFAULT_GROUPINGS) -> Callable:
+def make_evaluator(model, *, images_fn: Callable,
+                   groupings: Sequence[str] = groups.DEFAULT_GROUPINGS) -> Callable:
   """The per-device ``evaluator(state, batch, apply_fn) -> sums`` for ``step.make_eval_step``.
 
   Args:
     model: a registered model (``model.heads`` lists what to evaluate).
     images_fn: ``batch -> float32 images``, the same preprocessing as training minus augmentation.
-    groupings: names from ``GROUPINGS`` to count per group.
+    groupings: names from ``groups.GROUPINGS`` to count per group.
 
   Returns:
     A function whose output is this device's sums, ``{head: {...}}`` with, per head:
@@ -145,11 +115,11 @@ def make_evaluator(model, *, images_fn: Callable, groupings: Sequence[str] = DEF
   def evaluator(state, batch, apply_fn):
     images = images_fn(batch)
     # train=False: no dropout, so the key is never drawn from; any fixed key will do.
-    outputs, _ = objectives.forward(apply_fn, state.params["model"], state.model_state, images,
+    outputs, _ = forward_lib.forward(apply_fn, state.params["model"], state.model_state, images,
                                     jax.random.key(0), train=False)
     size = images.shape[0]
     mask = jnp.asarray(batch["mask"], bool) if "mask" in batch else jnp.ones((size,), bool)
-    codes = {g: group_codes(batch, g) for g in groupings}
+    codes = {g: groups.group_codes(batch, g) for g in groupings}
     sums = {}
     for spec in specs:
       labels = jnp.asarray(batch[spec.key])
@@ -180,7 +150,7 @@ def _confusions(spec, labels, predicted, codes, mask) -> dict:
                                                   num_classes=num_classes(spec), mask=mask)
   out = {"overall": count(jnp.zeros_like(truth), 1)[0]}
   for grouping, code in codes.items():
-    out[grouping] = count(code, len(group_keys(grouping)))
+    out[grouping] = count(code, groups.num_groups(grouping))
   return out
 
 
@@ -197,31 +167,8 @@ def _regression_sums(spec, labels, values, codes, mask) -> dict:
                                                 mask=per_value(mask))
   out = {"overall": add(jnp.zeros(mask.shape, jnp.int32), 1)[0]}
   for grouping, code in codes.items():
-    out[grouping] = add(code, len(group_keys(grouping)))
+    out[grouping] = add(code, groups.num_groups(grouping))
   return out
-
-
-@dataclasses.dataclass
-class EvalResult:
-  """The figures of one evaluation.
-
-  Attributes:
-    metrics: flat ``name -> float`` for logging and model selection (NaN where undefined); the names
-      are listed in ``summarise``.
-    reports: ``(view, grouping) -> GroupReport``; a view is a head's name, or ``<head>_bins`` for the
-      classification view of a binned head.
-    confusion: ``(view, grouping) -> [G, C, C]`` counts of every classification view.
-    class_names: ``view -> class names`` of every classification view.
-    group_labels: ``grouping -> group names`` (index order, as ``group_labels``).
-    warnings: every FairnessWarning raised while summarising, prefixed with ``view/grouping``.
-  """
-
-  metrics: dict[str, float]
-  reports: dict[tuple[str, str], report_lib.GroupReport]
-  confusion: dict[tuple[str, str], np.ndarray]
-  class_names: dict[str, list]
-  group_labels: dict[str, list[str]]
-  warnings: list[str]
 
 
 def summarise(
@@ -231,7 +178,7 @@ def summarise(
     privileged: Optional[Mapping[str, Union[int, str]]] = None,
     num_resamples: int = 0,
     seed: int = 0,
-) -> EvalResult:
+) -> report_lib.EvalResult:
   """The figures of accumulated evaluator ``sums`` (one copy, not pmap's per-device stack).
 
   Metric names (every head ``h``, every grouping ``g`` in the sums):
@@ -247,14 +194,14 @@ def summarise(
   Args:
     model: the evaluated model (its ``heads``).
     sums: the evaluator's sums, added over batches, as numpy or JAX arrays.
-    privileged: grouping -> privileged group (index, or name as ``group_labels``), over
-      DEFAULT_PRIVILEGED; groupings without one take the largest group.
+    privileged: grouping -> privileged group (index, or name as ``groups.group_labels``), over
+      groups.DEFAULT_PRIVILEGED; groupings without one take the largest group.
     num_resamples, seed: bootstrap intervals of the classification reports (see
       ``report.classification_report``); regression reports have none, sums cannot be resampled.
   """
   sums = jax.tree.map(np.asarray, sums)
-  privileged = {**DEFAULT_PRIVILEGED, **(privileged or {})}
-  result = EvalResult(metrics={}, reports={}, confusion={}, class_names={}, group_labels={}, warnings=[])
+  privileged = {**groups.DEFAULT_PRIVILEGED, **(privileged or {})}
+  result = report_lib.EvalResult(metrics={}, reports={}, confusion={}, class_names={}, group_labels={}, warnings=[])
   weighted_losses = []
   for spec in model.heads:
     head = sums[spec.name]
@@ -285,12 +232,12 @@ def _summarise_classifier(result, spec, counts, privileged, num_resamples, seed)
   for grouping, grouped in counts.items():
     if grouping == "overall":
       continue
-    result.group_labels[grouping] = group_labels(grouping)
+    result.group_labels[grouping] = groups.group_labels(grouping)
     result.confusion[(view, grouping)] = grouped
     index = _privileged_index(grouping, privileged.get(grouping), grouped)
     with _captured(result, f"{view}/{grouping}"):
       report = report_lib.classification_report(
-          grouped, group_keys=group_keys(grouping), class_names=names, privileged=index,
+          grouped, group_keys=groups.group_keys(grouping), class_names=names, privileged=index,
           num_resamples=num_resamples, seed=seed)
       accuracy = np.asarray(confusion.group_summary(jnp.asarray(grouped))["accuracy"])
       di_correct = _disparate_impact_correct(accuracy, index, result.group_labels[grouping])
@@ -312,18 +259,16 @@ def _summarise_regressor(result, spec, sums) -> None:
   for grouping, grouped in sums.items():
     if grouping == "overall":
       continue
-    result.group_labels[grouping] = group_labels(grouping)
+    result.group_labels[grouping] = groups.group_labels(grouping)
     with _captured(result, f"{spec.name}/{grouping}"):
-      report = regression_report_from_sums(grouped, group_keys=group_keys(grouping))
+      report = regression_report_from_sums(grouped, group_keys=groups.group_keys(grouping))
     result.reports[(spec.name, grouping)] = report
     prefix = f"{spec.name}/{grouping}/"
     result.metrics[prefix + "mae_gap"] = _float(report.summary["mae_difference"])
     result.metrics[prefix + "worst_group_mae"] = _nan_reduce(np.max, report.by_group["mae"].to_numpy(float))
 
 
-def regression_report_from_sums(
-    sums, *, group_keys: pd.DataFrame,  # pylint: disable=redefined-outer-name
-) -> report_lib.GroupReport:
+def regression_report_from_sums(sums, *, group_keys: pd.DataFrame) -> report_lib.GroupReport:
   """``report.regression_report``'s table and summary, from per-group sums ``[G, 4]`` instead of rows.
 
   The evaluator never holds the rows, only their ``regression_sums``; the figures come from the same
@@ -352,7 +297,7 @@ def _privileged_index(grouping: str, choice, counts) -> int:
   """The privileged group's index: ``choice`` by index or name, or the largest group."""
   if choice is None:
     return int(np.argmax(np.asarray(counts).sum((1, 2))))
-  labels = group_labels(grouping)
+  labels = groups.group_labels(grouping)
   if isinstance(choice, str):
     if choice not in labels:
       raise ValueError(f"privileged group {choice!r} is not a {grouping} group; groups: {labels}")
@@ -377,7 +322,7 @@ def _disparate_impact_correct(accuracy: np.ndarray, privileged: int, labels: Seq
 
 
 @contextlib.contextmanager
-def _captured(result: EvalResult, prefix: str):
+def _captured(result: report_lib.EvalResult, prefix: str):
   """Moves the FairnessWarnings raised inside into ``result.warnings``, prefixed with ``prefix``.
 
   The reports' own messages name the group but not the head and grouping, which the run's list of

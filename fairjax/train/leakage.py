@@ -36,13 +36,13 @@ import numpy as np
 import optax
 
 from fairjax.data import augment
+from fairjax.data import groups
 from fairjax.data import pipeline
+from fairjax.models import forward as forward_lib
 from fairjax.report import embeddings as embeddings_lib
 from fairjax.report import run_report
-from fairjax.train import evaluate
-from fairjax.train import objectives
 
-ATTRIBUTES = tuple(evaluate.ATTRIBUTES)  # race, gender
+ATTRIBUTES = tuple(groups.ATTRIBUTES)  # race, gender
 HIDDEN = (64,)
 STEPS = 500
 LEARNING_RATE = 1e-2
@@ -164,7 +164,7 @@ def _embedder(run):
   data_config, apply_fn = run.config.data, run.model.apply
 
   def embed(state, batch):
-    outputs, _ = objectives.forward(apply_fn, state.params["model"], state.model_state,
+    outputs, _ = forward_lib.forward(apply_fn, state.params["model"], state.model_state,
                                     augment.eval_images(batch, data_config), jax.random.key(0), train=False)
     return {"embedding": outputs["embedding"], "mask": batch["mask"],
             **{attribute: batch[attribute] for attribute in ATTRIBUTES}}
@@ -200,11 +200,11 @@ def add_leakage(run, state, results) -> None:
     for attribute in ATTRIBUTES:
       labels = rows[attribute]
       known = labels >= 0
-      figures = probe_leakage(rows["embedding"][known], labels[known], len(evaluate.ATTRIBUTES[attribute]),
+      figures = probe_leakage(rows["embedding"][known], labels[known], len(groups.ATTRIBUTES[attribute]),
                               seed=run.config.seed)
       result.metrics[metric_name(attribute)] = figures["leakage"]
     if run.chief and len(rows["embedding"]) >= 3:
       embeddings_lib.write_embedding_plots(
           run_report.split_dir(run.workdir, name), rows["embedding"],
-          {attribute: (rows[attribute], evaluate.ATTRIBUTES[attribute]) for attribute in ATTRIBUTES},
+          {attribute: (rows[attribute], groups.ATTRIBUTES[attribute]) for attribute in ATTRIBUTES},
           title=name, seed=run.config.seed)

@@ -28,6 +28,7 @@ from fairjax.data import augment
 from fairjax.data import experiment as data_experiment
 from fairjax.data import pipeline
 from fairjax.metrics import report as report_lib
+from fairjax.models import protocols as model_protocols
 from fairjax.models import registry as model_registry
 from fairjax.report import run_report
 from fairjax.train import adversarial  # pylint: disable=unused-import  (registers 'grl' and 'jlu')
@@ -61,7 +62,7 @@ def initial_state(config, model, objective, total_steps: int):
   init_rng, objective_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed), 3)
   variables = model_registry.init_variables(model, init_rng)
   params = {"model": variables.pop("params")}
-  if hasattr(objective, "init_params"):  # e.g. an adversary head that trains beside the model
+  if isinstance(objective, objectives.OwnParams):  # e.g. an adversary head that trains beside the model
     params.update(objective.init_params(objective_rng, params["model"]))
   tx = optimizers.make_optimizer(config.optimizer, total_steps, params, model)
   state = TrainState.create(params=params, model_state=variables, tx=tx,
@@ -102,12 +103,12 @@ class _Run:
                        f"{config.model.name} ({head_names})")
     self.primary = (config.eval.primary_head, config.eval.primary_grouping)
     objective = objectives.get_objective(config.objective.name, self.model, **config.objective.options)
-    if hasattr(self.model, "check_data"):  # a checkpoint that expects its own image normalisation
+    if isinstance(self.model, model_protocols.ChecksData):  # e.g. a checkpoint's own normalisation
       self.model.check_data(config.data)
     # Objectives that read captions (CLIP's contrastive loss) get their token ids from the pipeline.
     self.text = None
-    if getattr(objective, "reads_text", False):
-      if not hasattr(self.model, "text_inputs"):
+    if isinstance(objective, objectives.ReadsText) and objective.reads_text:
+      if not isinstance(self.model, model_protocols.ReadsCaptions):
         raise ValueError(f"objective {config.objective.name!r} reads captions, and model "
                          f"{config.model.name!r} has no text tower to read them with")
       self.text = self.model.text_inputs()
@@ -127,7 +128,7 @@ class _Run:
       raise ValueError(f"{self.num_rows} training rows make no batch of {self.batch_size}")
     self.epoch_ends = _epoch_end_steps(self.num_rows, self.batch_size, config.train.num_epochs,
                                        self.total_steps)
-    if hasattr(objective, "set_total_steps"):  # a weight scheduled over the run (gradient reversal)
+    if isinstance(objective, objectives.Scheduled):  # a weight scheduled over the run (gradient reversal)
       objective.set_total_steps(self.total_steps)
     self.host_state, tx = initial_state(config, self.model, objective, self.total_steps)
 
@@ -325,7 +326,7 @@ def _final_report(run, state, last_results, history, writer) -> dict:
       state = run.runner.put_state(run.restore(best))
   results = last_results if last_results is not None else run.evaluate(state, run.eval_splits)
   leakage.add_leakage(run, state, results)
-  if run.chief and hasattr(run.model, "export"):  # CLIP: the reported model as a Hugging Face folder
+  if run.chief and isinstance(run.model, model_protocols.Exports):  # CLIP: a Hugging Face folder
     path = run.model.export(run.runner.get_state(state).params["model"], os.path.join(run.workdir, EXPORT_DIR),
                             run.config.data.mean, run.config.data.std)
     notes.append(f"The reported model is exported to `{path}` (config.json, model.safetensors, tokenizer, "

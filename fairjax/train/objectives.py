@@ -6,20 +6,56 @@ the objective over the global batch and its gradient is this device's share; ``a
 ``model_state`` (BatchNorm statistics), ``objective_state`` (e.g. Lagrange multipliers) and ``metrics``
 (values already reduced over the batch axis). ``init_state(params)`` gives the objective's own state.
 Mitigation objectives (constrained, gradient reversal, JLU) register here too and plug into the same
-step without touching it.
+step without touching it. What some objectives need of the run beyond that is stated as protocols
+below (``OwnParams``, ``Scheduled``, ``ReadsText``, ``GroupRateTerm``), which the run checks with
+``isinstance``.
 """
 
 import functools
 import inspect
+from typing import Protocol, runtime_checkable
 
-import jax
 from jax import lax
-import jax.numpy as jnp
 
+from fairjax.models import forward as forward_lib
 from fairjax.models import heads as heads_lib
 from fairjax.models import registry as model_registry
 from fairjax.registry import Registry
 from fairjax.train import collectives
+
+
+
+@runtime_checkable
+class OwnParams(Protocol):
+  """An objective with parameters of its own that train beside the model's (an adversary head)."""
+
+  def init_params(self, rng, model_params) -> dict:
+    """The objective's parameters at step 0, stored beside ``params['model']``."""
+
+
+@runtime_checkable
+class Scheduled(Protocol):
+  """An objective whose weight follows a schedule over the run (gradient reversal's ramp)."""
+
+  def set_total_steps(self, total_steps: int) -> None:
+    """Told the run's length once, before the step is built."""
+
+
+@runtime_checkable
+class ReadsText(Protocol):
+  """An objective that reads captions: the input pipeline adds their token ids to the batches."""
+
+  reads_text: bool
+
+
+@runtime_checkable
+class GroupRateTerm(Protocol):
+  """A group-rate fairness term another objective can add to its own loss (constrained, gap penalty,
+  MinDiff added to CLIP's contrastive loss)."""
+
+  def fairness_term(self, outputs, batch, objective_state, axis_name):
+    """``(term, objective_state, metrics)`` of the model's outputs on this device's rows."""
+
 
 _OBJECTIVES = Registry("objective")
 register = _OBJECTIVES.register
@@ -33,24 +69,6 @@ def get_objective(name: str, model, **options):
 def option_defaults(name: str) -> dict:
   """The options of objective ``name`` that have defaults, and those defaults."""
   return {k: v for k, v in _OBJECTIVES.options(name).items() if k != "model" and v is not inspect.Parameter.empty}
-
-
-def model_images(batch) -> jax.Array:
-  """The model's input: float images as the step prepared them, or uint8 images scaled to [0, 1]."""
-  images = batch["image"]
-  if jnp.issubdtype(images.dtype, jnp.floating):
-    return images
-  return images.astype(jnp.float32) / 255.0
-
-
-def forward(apply_fn, params, model_state, images, rng, train: bool):
-  """The model's outputs and its updated mutable collections (unchanged when not training)."""
-  variables = {"params": params, **model_state}
-  if train and model_state:
-    outputs, updates = apply_fn(variables, images, train=True, rngs={"dropout": rng},
-                                mutable=list(model_state))
-    return outputs, {**model_state, **updates}
-  return apply_fn(variables, images, train=train, rngs={"dropout": rng}), model_state
 
 
 @register("standard")
@@ -81,7 +99,8 @@ class Standard:
     return task_loss + penalty, metrics
 
   def loss(self, params, state, batch, rng, apply_fn, axis_name):
-    outputs, model_state = forward(apply_fn, params["model"], state.model_state, model_images(batch),
+    outputs, model_state = forward_lib.forward(apply_fn, params["model"], state.model_state,
+                                               forward_lib.model_images(batch),
                                    rng, train=True)
     loss, metrics = self.task_loss(params["model"], outputs, batch, axis_name)
     return loss, {"model_state": model_state, "objective_state": state.objective_state, "metrics": metrics}

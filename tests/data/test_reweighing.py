@@ -12,6 +12,7 @@ from fairjax.data import pipeline
 from fairjax.data import plans
 from fairjax.data import reweighing
 from fairjax.data import treatments
+from fairjax.models import forward as forward_lib
 from fairjax.models import heads as heads_lib
 from fairjax.train import objectives
 from fairjax.train import step as step_lib
@@ -124,7 +125,7 @@ def test_the_standard_objective_weighs_examples_as_repeats():
 
   def loss(batch):
     def fn(b):
-      outputs = model.apply({"params": params["model"]}, objectives.model_images(b))
+      outputs = model.apply({"params": params["model"]}, forward_lib.model_images(b))
       return objective.task_loss(params["model"], outputs, b, step_lib.AXIS)[0]
 
     return jax.vmap(fn, axis_name=step_lib.AXIS)(jax.tree.map(lambda a: a[None], batch))[0]

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from fairjax.audit import core as audit_core
+from fairjax.data import groups
 from fairjax.metrics import report as report_lib
 from fairjax.models import heads as heads_lib
 from fairjax.models.heads import HeadSpec
@@ -74,7 +75,7 @@ def test_write_split_writes_the_audit_layout_and_figures(tmp_path):
   for view, grouping in result.confusion:
     if view != "age_fine_bins":
       assert f"confusion_{view}_{grouping}.png" in names
-  for grouping in evaluate.DEFAULT_GROUPINGS:
+  for grouping in groups.DEFAULT_GROUPINGS:
     assert {f"rates_gender_{grouping}.png", f"disparate_impact_gender_{grouping}.png",
             f"mae_age_{grouping}.png", f"mae_age_fine_{grouping}.png"} <= set(names)
   # A 25-bin confusion matrix is unreadable: skipped, and said so.
@@ -89,12 +90,12 @@ def test_write_split_writes_the_audit_layout_and_figures(tmp_path):
   assert audit_columns == list(report_lib.BY_GROUP_COLUMNS)
   assert len(table) == sum(len(r.by_group) for r in result.reports.values())
   gender_by_race = table[(table["head"] == "gender") & (table["grouping"] == "race")]
-  assert list(gender_by_race["race"]) == list(evaluate.group_labels("race"))
+  assert list(gender_by_race["race"]) == list(groups.group_labels("race"))
   assert set(gender_by_race["gender"]) == {""} and set(gender_by_race["class"]) == {""}
   others = gender_by_race[gender_by_race["race"] == "Others"]
   assert others["count"].item() == 0 and others["accuracy"].item() == "NaN"  # empty group: NaN, not 0
   race_rows = table[(table["head"] == "race") & (table["grouping"] == "race_x_gender")]
-  assert len(race_rows) == 10 * 5 and set(race_rows["class"]) == set(evaluate.ATTRIBUTES["race"])
+  assert len(race_rows) == 10 * 5 and set(race_rows["class"]) == set(groups.ATTRIBUTES["race"])
 
 
 def test_summary_json_reads_as_an_audit_summary(tmp_path):

@@ -10,13 +10,14 @@ import optax
 import pandas as pd
 import pytest
 
+from fairjax.data import groups
 from fairjax.metrics import regression
 from fairjax.metrics import report as report_lib
+from fairjax.models import forward as forward_lib
 from fairjax.models import heads as heads_lib
 from fairjax.models import registry
 from fairjax.models.heads import HeadSpec
 from fairjax.train import evaluate
-from fairjax.train import objectives
 from fairjax.train import step as step_lib
 from fairjax.train.state import TrainState
 
@@ -223,7 +224,7 @@ def test_summarise_reports_bin_accuracy_and_age_error_of_a_binned_head():
   assert result.class_names["age_group_bins"] == ["0-20", "20-40", "40-60", "60-80", "80-100"]
   assert result.class_names["race"] == ["White", "Black", "Asian", "Indian", "Others"]
   assert result.class_names["gender"] == ["male", "female"]
-  for grouping in evaluate.DEFAULT_GROUPINGS:
+  for grouping in groups.DEFAULT_GROUPINGS:
     for name in evaluate.CLASSIFICATION_DISPARITIES:
       assert f"gender/{grouping}/{name}" in result.metrics
       assert f"age_group/{grouping}/{name}" in result.metrics
@@ -288,7 +289,7 @@ def test_summarise_against_hand_computed_figures():
   assert set(result.warnings) == set(messages)
   report = result.reports[("gender", "race")]
   assert report.summary["privileged_group"] == "race=White"
-  assert list(report.by_group["race"]) == list(evaluate.group_keys("race")["race"])
+  assert list(report.by_group["race"]) == list(groups.group_keys("race")["race"])
   np.testing.assert_array_equal(result.confusion[("gender", "race")],
                                 _hand_sums()["gender"]["confusion"]["race"])
   assert result.group_labels["race"] == ["White", "Black", "Asian", "Indian", "Others"]
@@ -328,7 +329,7 @@ def test_regression_report_from_sums_is_the_audits_regression_report():
   y_true = rng.uniform(0, 90, 200).astype(np.float32)
   y_pred = (y_true + rng.normal(0, 8, 200)).astype(np.float32)
   groups = rng.integers(0, 4, 200).astype(np.int32)  # Others (4) stays empty
-  keys = evaluate.group_keys("race")
+  keys = groups.group_keys("race")
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", report_lib.FairnessWarning)
     expected = report_lib.regression_report(y_true, y_pred, groups, group_keys=keys)
@@ -357,14 +358,14 @@ def test_multi_head_seed_model_gives_age_error_and_race_gender_confusion():
            "gender": rng.integers(0, 2, size).astype(np.int32),
            "race": rng.integers(0, 5, size).astype(np.int32),
            "mask": np.arange(size) < 6}
-  evaluator = evaluate.make_evaluator(model, images_fn=objectives.model_images)
+  evaluator = evaluate.make_evaluator(model, images_fn=forward_lib.model_images)
   step = step_lib.make_eval_step(evaluator, model.apply)
   run = step_lib.shard_map_step(step, step_lib.data_mesh(jax.devices()[:4]), donate_state=False)
   sums = run(state, batch)
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", report_lib.FairnessWarning)
     result = evaluate.summarise(model, sums)
-  outputs = model.apply({"params": state.params["model"]}, objectives.model_images(batch), train=False)
+  outputs = model.apply({"params": state.params["model"]}, forward_lib.model_images(batch), train=False)
   keep = batch["mask"]
   expected_mae = np.abs(np.asarray(outputs["age"])[keep] - batch["age"][keep]).mean()
   assert result.metrics["age/mae"] == pytest.approx(expected_mae, rel=1e-4)
@@ -379,4 +380,4 @@ def test_multi_head_seed_model_gives_age_error_and_race_gender_confusion():
               "race/race_x_gender/equalized_odds_difference", "age/race/mae_gap"):
     assert key in result.metrics
   assert set(result.reports) == {(h, g) for h in ("age", "gender", "race")
-                                 for g in evaluate.DEFAULT_GROUPINGS}
+                                 for g in groups.DEFAULT_GROUPINGS}
