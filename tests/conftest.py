@@ -37,3 +37,9 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs",
 def pytest_sessionfinish(session, exitstatus):  # pylint: disable=unused-argument
   if _RUN_CACHE is not None:
     shutil.rmtree(_RUN_CACHE, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(session, config, items):  # pylint: disable=unused-argument
+  """The README's full default run (minutes on one worker) is scheduled first, so that the other worker
+  runs the rest of the suite beside it instead of after it."""
+  items.sort(key=lambda item: 0 if item.fspath.basename == "test_readme.py" else 1)

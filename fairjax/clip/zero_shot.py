@@ -262,17 +262,17 @@ def audit(
   x, gender, race, skipped = _check_rows(image_embeddings, gender, race)
   scale = _check_logit_scale(logit_scale)
   attributes, classes = _check_prompts(prompt_embeddings, x.shape[1])
-  groups = _check_ensembles(ensembles, attributes)
+  ensemble_sets = _check_ensembles(ensembles, attributes)
   groupings = _check_groupings(groupings)
   grid = np.sort(np.asarray([float(t) for t in thresholds], np.float32))
   if grid.size == 0 or not np.all((grid > 0) & (grid < 1)):
     raise ValueError(f"thresholds must lie strictly between 0 and 1, got {list(thresholds)}")
 
   probabilities = {n: np.asarray(class_probabilities(x, c, scale)) for n, c in classes.items()}
-  for name, members in groups.items():
+  for name, members in ensemble_sets.items():
     probabilities[name] = np.asarray(ensemble_probabilities([probabilities[m] for m in members]))
-  members_of = {**{n: (n,) for n in classes}, **groups}
-  attribute_of = {**attributes, **{n: attributes[m[0]] for n, m in groups.items()}}
+  members_of = {**{n: (n,) for n in classes}, **ensemble_sets}
+  attribute_of = {**attributes, **{n: attributes[m[0]] for n, m in ensemble_sets.items()}}
 
   caught_warnings = []
   gender_audits, race_audits = {}, {}

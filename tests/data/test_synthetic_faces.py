@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from fairjax.data import captions
 from fairjax.data import schema
 from fairjax.data import synthetic_faces as sf
 
@@ -107,7 +108,7 @@ def test_captions_follow_the_labels():
     assert article == ("an" if description[0] in "aeiouAEIOU" else "a")
   # Every template is drawn, and each example keeps its caption (a function of its index alone).
   used = {next(t for t in range(len(sf.CAPTION_TEMPLATES))
-               if sf._caption(row.age, row.gender, row.race, t) == row.caption) for row in meta.itertuples()}
+               if captions.caption(row.age, row.gender, row.race, t) == row.caption) for row in meta.itertuples()}
   assert used == set(range(len(sf.CAPTION_TEMPLATES)))
   again = sf.SyntheticFaces(sf.SyntheticFacesConfig(test=sf.Sampling(age_range=(1, 90)))).metadata("test", 50, 350)
   assert list(again.caption) == list(meta.caption[350:])

@@ -328,13 +328,13 @@ def test_regression_report_from_sums_is_the_audits_regression_report():
   rng = np.random.default_rng(5)
   y_true = rng.uniform(0, 90, 200).astype(np.float32)
   y_pred = (y_true + rng.normal(0, 8, 200)).astype(np.float32)
-  groups = rng.integers(0, 4, 200).astype(np.int32)  # Others (4) stays empty
+  group_ids = rng.integers(0, 4, 200).astype(np.int32)  # Others (4) stays empty
   keys = groups.group_keys("race")
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", report_lib.FairnessWarning)
-    expected = report_lib.regression_report(y_true, y_pred, groups, group_keys=keys)
+    expected = report_lib.regression_report(y_true, y_pred, group_ids, group_keys=keys)
     got = evaluate.regression_report_from_sums(
-        regression.regression_sums(y_true, y_pred, groups, num_groups=5), group_keys=keys)
+        regression.regression_sums(y_true, y_pred, group_ids, num_groups=5), group_keys=keys)
   pd.testing.assert_frame_equal(got.by_group, expected.by_group)
   assert got.summary == expected.summary
   assert got.summary["warnings"] == ["race=Others: no examples; its errors are NaN"]
