@@ -17,13 +17,16 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 #    once per smoke run (~20 s each), and the tests never read or fill the user's ~/.cache/fairjax.
 #  * jax/: JAX's persistent compilation cache. Many tests compile the same programs through fresh jit
 #    objects (a new training loop, a new process); on CPU a cache hit costs a read instead of seconds of
-#    XLA compiling. Programs that compile in under 0.5 s are not worth the write.
+#    XLA compiling. Every program is cached, however quick to compile: a smoke run compiles ~160 small
+#    ones (the metric figures of every head and grouping), ~11 s of CPU in each new process that a
+#    cache of 1.4 MB saves (measured: a default smoke run's user time 31.8 s with a 0.5 s threshold and
+#    a warm cache, 20.4 s with none).
 _RUN_CACHE = None
 if "FAIRJAX_CACHE_DIR" not in os.environ or "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   _RUN_CACHE = tempfile.mkdtemp(prefix="fairjax-tests-")
   os.environ.setdefault("FAIRJAX_CACHE_DIR", os.path.join(_RUN_CACHE, "data"))
   os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(_RUN_CACHE, "jax"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position  (after the environment above)
 

@@ -114,3 +114,13 @@ def equalized_odds_frontier(scores, y_true, groups, epsilons, *, num_groups: int
                 "fpr": np.asarray(xs).tolist(), "tpr": np.asarray(ts).tolist(),
                 "accuracy_by_group": np.asarray(accs).tolist()})
   return out
+
+
+def model_as_is(scores, y_true, groups, num_groups: int) -> dict:
+  """The model's own accuracy and equalized-odds gap at its decision threshold (score 0, a logit), the
+  point that the frontier is compared with. Known labels and groups only."""
+  scores, y_true, groups = (np.asarray(a) for a in (scores, y_true, groups))
+  predicted, positive = scores > 0, y_true == 1
+  tpr = [np.mean(predicted[(groups == k) & positive]) for k in range(num_groups)]
+  fpr = [np.mean(predicted[(groups == k) & ~positive]) for k in range(num_groups)]
+  return {"accuracy": float(np.mean(predicted == positive)), "gap": float(max(np.ptp(tpr), np.ptp(fpr)))}

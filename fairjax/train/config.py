@@ -18,7 +18,8 @@ from fairjax.data import experiment as data_experiment
 from fairjax.train import optimizers
 
 # Sections whose keys are free-form options passed through to a registered component.
-FREE_FORM = ("model.kwargs", "objective.options", "data.treatment_options", "data.synthetic")
+FREE_FORM = ("model.kwargs", "objective.options", "data.treatment_options", "data.synthetic",
+             "evaluator_options")
 # Keys that hold a user's file or folder: made absolute where the config enters a run (``resolve_paths``).
 PATH_KEYS = ("data.manual_dir", "model.kwargs.checkpoint")
 
@@ -75,6 +76,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict(dict(
       batch_size=256,
       splits=("validation", "test"),  # evaluated after every epoch and at the end
+      # Of those, the ones evaluated only once, at the end, on the reported checkpoint: a large test split
+      # that selection never reads need not be evaluated every epoch (configs/default.py: 20,000 images).
+      final_only_splits=(),
       groupings=("race", "gender", "race_x_gender"),
       primary_head="gender",          # the head and grouping the report's headline is about
       primary_grouping="gender",
@@ -84,6 +88,10 @@ def base_config() -> ml_collections.ConfigDict:
   # metric means the last checkpoint.
   config.selection = ml_collections.ConfigDict(dict(
       metric="", mode="min", bound_metric="", bound=0.1, keep_best=1))
+  # Registered evaluators (fairjax.train.evaluators) run on the reported checkpoint after training, in
+  # this order, and their options by name (e.g. evaluator_options.eo_frontier.split = "validation").
+  config.evaluators = ("leakage", "embedding_maps")
+  config.evaluator_options = ml_collections.ConfigDict()
   return config
 
 

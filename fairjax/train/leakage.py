@@ -19,10 +19,9 @@ rows it is scored on, yet every row is scored once; and it is fitted to the spli
 so a shift between splits (seed 004's BD against EBD, where age no longer predicts gender) does not
 pass for a lack of leakage. Rows whose attribute is unknown (-1) and padding rows are left out.
 
-``add_leakage`` is the training loop's hook: for every evaluated split of the final report it collects
-the embeddings through the run's ``Runner`` (pmap or shard_map), puts ``leakage_<attribute>`` for race
-and gender into the split's metrics (so ``summary.json``, ``report.md`` and ``final_metrics.json``
-carry them) and, on the chief, draws ``report/<split>/embedding_<attribute>.png``.
+A run reports it through the ``leakage`` evaluator (``fairjax.train.evaluators``), which collects each
+evaluated split's embeddings and puts ``leakage_<attribute>`` for race and gender into the split's
+metrics (so ``summary.json``, ``report.md`` and ``final_metrics.json`` carry them).
 """
 
 import functools
@@ -30,19 +29,12 @@ from typing import Sequence
 
 import flax.linen as nn
 import jax
-from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fairjax.data import augment
-from fairjax.data import groups
-from fairjax.data import pipeline
-from fairjax.models import forward as forward_lib
-from fairjax.report import embeddings as embeddings_lib
 from fairjax.report import run_report
 
-ATTRIBUTES = tuple(groups.ATTRIBUTES)  # race, gender
 HIDDEN = (64,)
 STEPS = 500
 LEARNING_RATE = 1e-2
@@ -157,54 +149,3 @@ def probe_leakage(embeddings, labels, num_classes: int, *, seed: int = 0, hidden
     majority.append(np.bincount(truth[valid], minlength=num_classes).max() / valid.sum())
   accuracy, majority = float(np.mean(accuracy)), float(np.mean(majority))
   return {"leakage": accuracy - majority, "accuracy": accuracy, "majority_rate": majority, "count": len(y)}
-
-
-def _embedder(run):
-  """The runner's per-row function ``(state, batch) -> {embedding, race, gender, mask}`` of this run."""
-  data_config, apply_fn = run.config.data, run.model.apply
-
-  def embed(state, batch):
-    outputs, _ = forward_lib.forward(apply_fn, state.params["model"], state.model_state,
-                                    augment.eval_images(batch, data_config), jax.random.key(0), train=False)
-    return {"embedding": outputs["embedding"], "mask": batch["mask"],
-            **{attribute: batch[attribute] for attribute in ATTRIBUTES}}
-
-  return run.runner.row_function(embed)
-
-
-def split_rows(run, row_fn, state, split) -> dict:
-  """``row_fn``'s outputs (a ``runner.row_function`` returning a ``mask`` among its per-row arrays, such
-  as the embedder below) over every row of ``split``, as host numpy with the padding dropped; on several
-  processes every process gets every row."""
-  parts = [row_fn(state, batch) for batch in pipeline.eval_batches(
-      split.source, global_batch_size=run.config.eval.batch_size, preprocess=run.preprocess, plan=split.plan,
-      process_index=jax.process_index(), process_count=jax.process_count(),
-      num_threads=run.config.train.input_threads)]
-  rows = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
-  if jax.process_count() > 1:  # each process holds its slices of the batches; every process needs all
-    rows = {key: np.asarray(multihost_utils.process_allgather(value, tiled=True))
-            for key, value in rows.items()}
-  keep = rows.pop("mask").astype(bool)
-  return {key: value[keep] for key, value in rows.items()}
-
-
-def add_leakage(run, state, results) -> None:
-  """Puts ``leakage_<attribute>`` into each split's metrics in ``results`` and draws its embedding maps.
-
-  ``run`` is the loop's run (its runner, model, data config and evaluated splits), ``state`` the
-  evaluated device state and ``results`` the ``EvalResult`` of each split, changed in place.
-  """
-  embedder = _embedder(run)
-  for name, result in results.items():
-    rows = split_rows(run, embedder, state, run.eval_splits[name])
-    for attribute in ATTRIBUTES:
-      labels = rows[attribute]
-      known = labels >= 0
-      figures = probe_leakage(rows["embedding"][known], labels[known], len(groups.ATTRIBUTES[attribute]),
-                              seed=run.config.seed)
-      result.metrics[metric_name(attribute)] = figures["leakage"]
-    if run.chief and len(rows["embedding"]) >= 3:
-      embeddings_lib.write_embedding_plots(
-          run_report.split_dir(run.workdir, name), rows["embedding"],
-          {attribute: (rows[attribute], groups.ATTRIBUTES[attribute]) for attribute in ATTRIBUTES},
-          title=name, seed=run.config.seed)

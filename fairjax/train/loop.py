@@ -7,7 +7,7 @@ holds the state and the batch index. So a run killed at any moment and restarted
 resumes from its last checkpoint and ends with the parameters an uninterrupted run would have.
 
 Each epoch ends with an evaluation of ``config.eval.splits`` (task metrics and group metrics by race,
-gender and race x gender) and a checkpoint that carries those metrics, from which the selection rule
+gender and race x gender; less ``config.eval.final_only_splits``, evaluated once at the end) and a checkpoint that carries those metrics, from which the selection rule
 picks the checkpoint the final report describes (seed 000 §8.2: the lowest validation loss among the
 checkpoints whose equalized-odds gap is below 0.1). A non-finite loss or gradient stops the run at once,
 naming the step; the last checkpoint before it is intact.
@@ -36,7 +36,7 @@ from fairjax.train import checkpoint as checkpoint_lib
 from fairjax.train import config as config_lib
 from fairjax.train import distributed
 from fairjax.train import evaluate
-from fairjax.train import leakage
+from fairjax.train import evaluators as evaluators_lib
 from fairjax.train import objectives
 from fairjax.train import optimizers
 from fairjax.train import progress
@@ -94,6 +94,7 @@ class _Run:
     # Everything that can be wrong with the config is checked before the data is read (UTKFace takes
     # seconds to decode) and before anything is written.
     config_lib.check_config(config)
+    evaluators_lib.check_config(config)
     self.config, self.workdir = config, paths.resolve_str(workdir)
     self.chief = distributed.is_chief()
     self.model = build_model(config)
@@ -119,6 +120,7 @@ class _Run:
       raise ValueError(f"config.eval.splits names {missing}; this data scheme has {sorted(splits)}")
     self.train_split = splits["train"]
     self.eval_splits = {name: splits[name] for name in config.eval.splits}
+    self.epoch_splits = _epoch_splits(config)
     self.preprocess = pipeline.Preprocess((config.data.image_size,) * 2, config.data.grayscale)
 
     self.batch_size = config.train.batch_size
@@ -156,12 +158,8 @@ class _Run:
     """EvalResult of each split in ``names`` for the device state ``state``."""
     results = {}
     for name in names:
-      split = self.eval_splits[name]
       total = None
-      for batch in pipeline.eval_batches(
-          split.source, global_batch_size=self.config.eval.batch_size, preprocess=self.preprocess,
-          plan=split.plan, process_index=jax.process_index(), process_count=jax.process_count(),
-          num_threads=self.config.train.input_threads):
+      for batch in evaluators_lib.split_batches(self.config, self.preprocess, self.eval_splits[name]):
         sums = self.runner.eval_step(state, batch)
         total = sums if total is None else jax.tree.map(jnp.add, total, sums)
       if total is None:
@@ -171,11 +169,33 @@ class _Run:
         results[name] = evaluate.summarise(self.model, self.runner.fetch(total))
     return results
 
+  def context(self, state, step: int) -> evaluators_lib.RunContext:
+    """The evaluators' view of this run at the device state ``state`` of checkpoint ``step``."""
+    return evaluators_lib.RunContext(
+        config=self.config, model=self.model, state=state, runner=self.runner, splits=self.eval_splits,
+        preprocess=self.preprocess, workdir=self.workdir, writes=self.chief, step=step)
+
   def restore(self, step: int):
     state, position = self.checkpointer.restore(step, self.host_state)
     if position.get("batch") != step:
       raise ValueError(f"checkpoint {step} holds data position {position}, expected batch {step}")
     return state
+
+
+def _epoch_splits(config) -> tuple[str, ...]:
+  """The evaluated splits that are evaluated after every epoch (all but ``eval.final_only_splits``); the
+  selection rule may read only these."""
+  final_only = tuple(config.eval.final_only_splits)
+  stray = [name for name in final_only if name not in config.eval.splits]
+  if stray:
+    raise ValueError(f"config.eval.final_only_splits names {stray}, which config.eval.splits "
+                     f"({list(config.eval.splits)}) does not evaluate")
+  epoch = tuple(name for name in config.eval.splits if name not in final_only)
+  for key in (config.selection.metric, config.selection.bound_metric):
+    if key and key.split("/")[0] in final_only:
+      raise ValueError(f"the selection rule reads {key!r}, but {key.split('/')[0]!r} is in "
+                       "config.eval.final_only_splits: it is evaluated only at the end")
+  return epoch
 
 
 def _headline(flat: dict, primary: tuple[str, str], splits) -> str:
@@ -276,12 +296,12 @@ def train_and_evaluate(config, workdir) -> dict:
       else:
         bar.update(step)
       if epoch_end:
-        last_results = run.evaluate(state, run.eval_splits)
+        last_results = run.evaluate(state, run.epoch_splits)
         flat = _flatten(last_results)
         writer.write_scalars(step, flat)
         history.add(step, step * run.batch_size / run.num_rows, flat)
         run.checkpointer.save(step, run.runner.get_state(state), {"batch": step}, metrics=flat, force=True)
-        bar.write(f"step {step}: " + _headline(flat, run.primary, run.eval_splits))
+        bar.write(f"step {step}: " + _headline(flat, run.primary, run.epoch_splits))
       elif step % config.train.checkpoint_every_steps == 0:
         if pending is not None:  # a checkpoint never holds the state of an unchecked step
           window.append(run.runner.fetch(pending[1]))
@@ -298,10 +318,10 @@ def train_and_evaluate(config, workdir) -> dict:
     run.checkpointer.close()
 
 
-def reported_state(config, workdir: str):
-  """``(run, device state, step)`` of the checkpoint that a finished run's report describes (the
-  selection rule's best, else the last), for analyses of a trained model after the fact
-  (``experiments/eo_frontier.py``). ``config`` must be the run's own: its state is restored into it."""
+def reported_context(config, workdir) -> evaluators_lib.RunContext:
+  """The ``RunContext`` of the checkpoint that a finished run's report describes (the selection rule's
+  best, else the last), for evaluators run after the fact (``experiments/eo_frontier.py``). ``config``
+  must be the run's own: its state is restored into it."""
   config = config_lib.resolve_paths(config)
   if not check_workdir(workdir, config):
     raise ValueError(f"{workdir} holds no run (no config.json): train it first (python -m fairjax.main)")
@@ -310,7 +330,7 @@ def reported_state(config, workdir: str):
   step = (run.checkpointer.best_step() if run.rule is not None else None) or run.checkpointer.latest_step()
   if step is None:
     raise ValueError(f"{workdir} holds no checkpoint: train it first (python -m fairjax.main)")
-  return run, run.runner.put_state(run.restore(step)), step
+  return run.context(run.runner.put_state(run.restore(step)), step)
 
 
 def _final_report(run, state, last_results, history, writer) -> dict:
@@ -324,8 +344,14 @@ def _final_report(run, state, last_results, history, writer) -> dict:
     elif best != run.total_steps:
       selected, last_results = best, None
       state = run.runner.put_state(run.restore(best))
-  results = last_results if last_results is not None else run.evaluate(state, run.eval_splits)
-  leakage.add_leakage(run, state, results)
+  results = dict(last_results or {})
+  results.update(run.evaluate(state, [name for name in run.eval_splits if name not in results]))
+  results = {name: results[name] for name in run.eval_splits}  # in the config's order
+  found = evaluators_lib.run_evaluators(run.context(state, selected), run.config.evaluators,
+                                       run.config.evaluator_options)
+  for name, metrics in found.metrics.items():
+    results[name].metrics.update(metrics)
+  notes.extend(found.notes)
   if run.chief and isinstance(run.model, model_protocols.Exports):  # CLIP: a Hugging Face folder
     path = run.model.export(run.runner.get_state(state).params["model"], os.path.join(run.workdir, EXPORT_DIR),
                             run.config.data.mean, run.config.data.std)

@@ -10,6 +10,7 @@ import pytest
 
 from experiments import clip_runs
 from experiments import clip_synthetic
+from tests.test_clip_configs import check_clip_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -84,6 +85,10 @@ def test_smoke_run_end_to_end(tmp_path):
                 "debiased: subspace, defining sets, k = 1", "debiased: subspace, seed's sets, k = 1",
                 "fine-tuned: §8.2 prompt CE, EO selection rule", "fine-tuned: + equalized-odds constraints"):
     assert f"| {label} |" in text
-  for folder in ("pretrain", "finetune", "finetune_constrained"):
-    assert (out / folder / "clip_checkpoint" / "model.safetensors").exists()
+  # The suite's only runs of configs/clip_synthetic.py:smoke and seed000_clip_finetune's '' and
+  # 'constrained' variants (from the pretrained export): their reports and exports.
+  check_clip_run(clip_runs.config_of(clip_synthetic.PRETRAIN, "smoke"), out / "pretrain")
+  for folder, arg, _ in clip_synthetic.FINETUNES:
+    check_clip_run(clip_synthetic.finetune_config(arg, str(out / "pretrain" / "clip_checkpoint"), smoke=True),
+                   out / folder)
   assert (out / "audit" / "report.md").exists() and (out / "finetune_audit" / "summary.json").exists()

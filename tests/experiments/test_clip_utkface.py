@@ -6,7 +6,9 @@ import sys
 
 import pytest
 
+from experiments import clip_runs
 from experiments import clip_utkface
+from tests import test_configs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHARED_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
@@ -39,3 +41,6 @@ def test_smoke_run_on_utkface(tmp_path):
   assert done.returncode == 0, done.stderr[-3000:]
   text = (out / "results.md").read_text()
   assert "| zero-shot: ensemble |" in text and "| debiased: calibrated projection |" in text
+  # The only smoke run of configs/clip_utkface.py in the suite (test_configs leaves it to this test).
+  config = clip_runs.config_of(clip_utkface.CONFIG, "smoke")
+  test_configs.check_smoke_report(config, out / "pretrain")

@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from experiments import eo_frontier
+from fairjax.metrics import frontier
 from fairjax.train import config as config_lib
+from fairjax.train import evaluators
 from fairjax.train import loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -24,12 +25,12 @@ def trained(tmp_path_factory):
 
 def test_scores_are_the_reported_checkpoints(trained):
   config, workdir = trained
-  run, state, step = loop.reported_state(config, workdir)
-  rows = eo_frontier.split_scores(run, state, "test")
+  context = loop.reported_context(config, workdir)
+  rows = evaluators.primary_scores(context, "test")
   with open(os.path.join(workdir, "report", "final_metrics.json")) as f:
     final = json.load(f)
-  assert step == final["selected_step"] and len(rows["score"]) == config.data.num_examples.test
-  as_is = eo_frontier.model_as_is(rows, 5)
+  assert context.step == final["selected_step"] and len(rows["score"]) == config.data.num_examples.test
+  as_is = frontier.model_as_is(rows["score"], rows["label"], rows["group"], 5)
   assert as_is["accuracy"] == pytest.approx(final["test/gender/accuracy"], abs=1e-6)
   assert as_is["gap"] == pytest.approx(final["test/gender/race/equalized_odds_difference"], abs=1e-5)
 

@@ -59,8 +59,24 @@ def test_smoke_run_writes_config_checkpoints_events_and_report(tmp_path):
     assert summary
   history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
   assert any("train/loss" in r for r in history) and any("validation/loss" in r for r in history)
+  # The default evaluates its test split once, at the end (eval.final_only_splits): never in the history.
+  assert tuple(config.eval.final_only_splits) == ("test",)
+  assert not any(key.startswith("test/") for r in history for key in r)
   assert 0.0 <= final["test/gender/accuracy"] <= 1.0
   assert final["selected_step"] in (6, 12)  # the end of epoch 1 or 2 (192 rows / batch 32)
+
+
+@pytest.mark.parametrize("final_only,selection,message", [
+    (("train",), "validation/loss", "final_only_splits names \\['train'\\]"),
+    (("test",), "test/loss", "selection rule reads 'test/loss'"),
+])
+def test_final_only_splits_are_checked_before_anything_is_written(final_only, selection, message, tmp_path):
+  config = _tiny(default_config.get_config("smoke"))
+  config.eval.final_only_splits = final_only
+  config.selection.metric = selection
+  with pytest.raises(ValueError, match=message):
+    loop.train_and_evaluate(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
 
 
 def _event_scalars(workdir):
@@ -78,6 +94,7 @@ def test_tensorboard_events_hold_the_history(tmp_path):
   """What TensorBoard shows is what history.jsonl (and so the report's curves) holds, step by step."""
   config = _tiny(default_config.get_config("smoke"))
   config.train.num_epochs = 1
+  config.eval.final_only_splits = ()  # every split evaluated at every epoch end, so in the history
   loop.train_and_evaluate(config, str(tmp_path))
   scalars = _event_scalars(str(tmp_path))
   history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
