@@ -18,9 +18,8 @@ INSTALL_REQUIRES = [
     "transformers>=5.0",
     "safetensors>=0.4",
     "grain>=0.2.12",
-    # Training logs: CLU's metric writers write TensorBoard event files through TensorFlow's summary API
-    # (and TFDS needs TensorFlow to build the image data sets), so TensorFlow is a core dependency.
-    "clu>=0.0.12",
+    # Training logs: TensorBoard event files from tensorboard's pure-Python protos and record framing
+    # (fairjax.train.events, no TensorFlow import). TFDS needs TensorFlow to build the image data sets.
     "tensorboard>=2.16",
     "tensorflow-cpu>=2.16",
     "tqdm>=4.66",

@@ -56,7 +56,7 @@ _ARGS = ("smoke",)
 
 def architecture(width: int = 128, vision_layers: int = 3, text_layers: int = 2, patch_size: int = 16,
                  context_length: int = 24) -> ml_collections.ConfigDict:
-  """``model.kwargs.architecture`` of a small fresh CLIP (``fairjax.models.clip.CLIPConfig`` fields)."""
+  """``model.kwargs.architecture`` of a small fresh CLIP (``fairjax.clip.model.CLIPConfig`` fields)."""
   heads = max(1, width // 32)
   return ml_collections.ConfigDict(dict(
       vision=dict(patch_size=patch_size, width=width, layers=vision_layers, heads=heads, mlp_dim=4 * width),
@@ -69,11 +69,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config = config_lib.base_config()
   config.seed = 0
 
-  config.data.name = "synthetic_faces"
+  config.data.update(name="synthetic_faces", image_size=64, mean=CLIP_MEAN, std=CLIP_STD)
   config.data.synthetic.preset = "default"
-  config.data.image_size = 64
-  config.data.mean = CLIP_MEAN
-  config.data.std = CLIP_STD
   config.data.augment.flip = True
 
   config.model.name = "clip_zero_shot"
@@ -83,33 +80,19 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       race_prompts=("race",)))
   config.objective.name = "clip_contrastive"
 
-  config.optimizer.name = "adamw"
-  config.optimizer.learning_rate = 1e-3
-  config.optimizer.schedule = "warmup_cosine"
-  config.optimizer.warmup_steps = 100
-  config.optimizer.weight_decay = 0.05
-  config.optimizer.grad_clip_norm = 1.0
-  config.train.batch_size = 128
-  config.train.num_epochs = 10
-  config.train.log_every_steps = 20
-  config.train.checkpoint_every_steps = 200
+  config.optimizer.update(name="adamw", learning_rate=1e-3, schedule="warmup_cosine", warmup_steps=100,
+                          weight_decay=0.05, grad_clip_norm=1.0)
+  config.train.update(batch_size=128, num_epochs=10, log_every_steps=20, checkpoint_every_steps=200)
 
-  config.eval.splits = ("validation", "test")
-  config.eval.primary_head = "gender"
-  config.eval.primary_grouping = "race"
+  config.eval.update(splits=("validation", "test"), primary_head="gender", primary_grouping="race")
   config.selection.metric = ""  # the last epoch's model: contrastive training improves to the end
 
   if "smoke" in words:
     config.data.image_size = 32
-    config.data.num_examples.train = 256
-    config.data.num_examples.validation = 64
-    config.data.num_examples.test = 64
+    config.data.num_examples.update(train=256, validation=64, test=64)
     config.model.kwargs.architecture = architecture(width=32, vision_layers=1, text_layers=1)
     config.model.kwargs.vocab_size = 700
     config.optimizer.warmup_steps = 2
-    config.train.batch_size = 32
-    config.train.num_epochs = 1
-    config.train.log_every_steps = 4
-    config.train.checkpoint_every_steps = 100
+    config.train.update(batch_size=32, num_epochs=1, log_every_steps=4, checkpoint_every_steps=100)
     config.eval.batch_size = 64
   return config

@@ -26,6 +26,8 @@ compare one to one with this one.
 Arguments: 'smoke' shrinks everything to a run of a few seconds (for tests).
 """
 
+import ml_collections
+
 from fairjax.train import config as config_lib
 
 
@@ -39,28 +41,26 @@ def get_config(arg: str = ""):
   config.eval.final_only_splits = ("test",)
 
   config.model.name = "utk_gender_cnn"
-  config.optimizer.name = "adam"
-  config.optimizer.learning_rate = 1e-3
-  config.optimizer.schedule = "cosine"
-  config.train.batch_size = 64
-  config.train.num_epochs = 8
-  config.train.log_every_steps = 50
-  config.train.checkpoint_every_steps = 250
-  config.eval.primary_head = "gender"
-  config.eval.primary_grouping = "race"
-  config.selection.metric = "validation/loss"
-  config.selection.mode = "min"
+  config.optimizer.update(name="adam", learning_rate=1e-3, schedule="cosine")
+  config.train.update(batch_size=64, num_epochs=8, log_every_steps=50, checkpoint_every_steps=250)
+  config.eval.update(primary_head="gender", primary_grouping="race")
+  config.selection.update(metric="validation/loss", mode="min")
 
   if arg == "smoke":
-    config.data.num_examples.train = 256
-    config.data.num_examples.validation = 64
-    config.data.num_examples.test = 128
+    config.data.num_examples.update(train=256, validation=64, test=128)
     config.data.image_size = 32
-    config.train.batch_size = 32
-    config.train.num_epochs = 2
-    config.train.log_every_steps = 4
-    config.train.checkpoint_every_steps = 4
+    config.train.update(batch_size=32, num_epochs=2, log_every_steps=4, checkpoint_every_steps=4)
     config.eval.batch_size = 64
   elif arg:
     raise ValueError(f"configs/default.py takes '' or 'smoke', got {arg!r}")
+  return config
+
+
+def with_objective(arg: str, name: str, **options) -> ml_collections.ConfigDict:
+  """This experiment with another objective and its options: the mitigation configs
+  (``default_constrained``, ``default_grl``, ``default_jlu``) change only that, so that their reports
+  compare one to one with this one's."""
+  config = get_config(arg)
+  config.objective.name = name
+  config.objective.options = ml_collections.ConfigDict(options)
   return config

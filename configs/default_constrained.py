@@ -39,17 +39,17 @@ Arguments: 'smoke' shrinks everything to a run of a few seconds (for tests), as 
 
 import os
 
-import ml_collections
-
 from fairjax.train import config as config_lib
+
+# configs/ is no package: configs load each other by path.
+_DEFAULT = config_lib.load_config_module(os.path.join(os.path.dirname(__file__), "default.py"))
 
 
 def get_config(arg: str = ""):
-  config = config_lib.load_config_module(os.path.join(os.path.dirname(__file__), "default.py")).get_config(arg)
-  config.objective.name = "constrained"
-  config.objective.options = ml_collections.ConfigDict(dict(
-      head=config.eval.primary_head,                 # gender
-      attributes=(config.eval.primary_grouping,),    # race
+  return _DEFAULT.with_objective(
+      arg, "constrained",
+      head="gender",             # the default's task
+      attributes=("race",),      # the grouping it audits
       constraint="equalized_odds",
       epsilon=0.05,
       multiplier_lr=0.01,
@@ -60,5 +60,4 @@ def get_config(arg: str = ""):
       push="worse_group",
       constraint_holdout=0.0,
       balance_groups=False,
-  ))
-  return config
+  )

@@ -19,20 +19,19 @@ Arguments: 'smoke' shrinks everything to a run of a few seconds (for tests), as 
 
 import os
 
-import ml_collections
-
 from fairjax.train import config as config_lib
+
+# configs/ is no package: configs load each other by path.
+_DEFAULT = config_lib.load_config_module(os.path.join(os.path.dirname(__file__), "default.py"))
 
 
 def get_config(arg: str = ""):
-  config = config_lib.load_config_module(os.path.join(os.path.dirname(__file__), "default.py")).get_config(arg)
-  config.objective.name = "grl"
-  config.objective.options = ml_collections.ConfigDict(dict(
-      attributes=(config.eval.primary_grouping,),  # race, the attribute the default audits
+  return _DEFAULT.with_objective(
+      arg, "grl",
+      attributes=("race",),  # the grouping the default audits
       hidden=(64,),       # the adversary: one ReLU layer, then a softmax over the five races
       weight=1.0,         # the reversal weight lambda reached at the end of the ramp
       schedule="dann",    # lambda = 2 / (1 + exp(-10 p)) - 1 over training progress p
       ramp_steps=0,       # 0: p runs over the whole run
       keep_norm=True,     # the reversed gradient never scales the embedding up (plain reversal diverges)
-  ))
-  return config
+  )

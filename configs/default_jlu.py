@@ -18,17 +18,13 @@ Arguments: 'smoke' shrinks everything to a run of a few seconds (for tests), as 
 
 import os
 
-import ml_collections
-
 from fairjax.train import config as config_lib
+
+# configs/ is no package: configs load each other by path.
+_DEFAULT = config_lib.load_config_module(os.path.join(os.path.dirname(__file__), "default.py"))
 
 
 def get_config(arg: str = ""):
-  config = config_lib.load_config_module(os.path.join(os.path.dirname(__file__), "default.py")).get_config(arg)
-  config.objective.name = "jlu"
-  config.objective.options = ml_collections.ConfigDict(dict(
-      attributes=(config.eval.primary_grouping,),  # race, the attribute the default audits
-      alpha=1.0,          # weight of the confusion loss (seed 004: 0, 0.4, 1)
-      hidden=(),          # the race head: a softmax on the embedding, as seed 004's gender head
-  ))
-  return config
+  # Against the grouping the default audits (race): alpha weighs the confusion loss (seed 004: 0, 0.4,
+  # 1), and hidden=() makes the race head a softmax on the embedding, as seed 004's gender head is.
+  return _DEFAULT.with_objective(arg, "jlu", attributes=("race",), alpha=1.0, hidden=())

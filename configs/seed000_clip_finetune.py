@@ -72,23 +72,14 @@ def default_checkpoint() -> str:
                                                                    "clip_checkpoint")
 
 
-def parse_args(arg: str) -> set[str]:
-  words = config_lib.config_words(arg, _ARGS, __file__)
-  if {"contrastive", "constrained"} <= words:
-    raise ValueError("choose one of 'contrastive' (§8.1) and 'constrained' (§8.2 under constraints)")
-  return words
-
-
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  words = parse_args(arg)
+  # 'contrastive' is §8.1's fine-tuning, 'constrained' §8.2's under constraints: one at a time.
+  words = config_lib.config_words(arg, _ARGS, __file__, exclusive=[("contrastive", "constrained")])
   contrastive = "contrastive" in words
   config = config_lib.base_config()
   config.seed = 0
 
-  config.data.name = "synthetic_faces"
-  config.data.image_size = 64
-  config.data.mean = CLIP_MEAN
-  config.data.std = CLIP_STD
+  config.data.update(name="synthetic_faces", image_size=64, mean=CLIP_MEAN, std=CLIP_STD)
   config.data.augment.flip = True
   if contrastive:  # §8.1.2: stratified K-fold of the set, captions naming gender and race
     config.data.splits = "kfold"
@@ -96,10 +87,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.data.stratify_by = ("gender", "race")
   else:  # §8.2.1: 1,000 + 1,000 training and 200 + 200 validation images
     config.data.splits = "balanced"
-    config.data.balanced.base = "natural"
-    config.data.balanced.by = "gender"
-    config.data.balanced.per_class.train = 1000
-    config.data.balanced.per_class.validation = 200
+    config.data.balanced.update(base="natural", by="gender")
+    config.data.balanced.per_class.update(train=1000, validation=200)
   if "utkface" in words:
     config.data.name = "utkface"
     config.data.manual_dir = config_lib.utkface_dir(__file__)
@@ -111,28 +100,19 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       gender_prompts=("male/female, templated", "man/woman, templated", "boy/girl, templated"),
       race_prompts=("race",)))
 
-  config.optimizer.name = "adam"
-  config.optimizer.learning_rate = 1e-5
-  config.optimizer.schedule = "constant"
-  config.train.batch_size = 32
-  config.train.num_epochs = 30 if contrastive else 10
-  config.train.log_every_steps = 20
-  config.train.checkpoint_every_steps = 500
-  config.train.keep_checkpoints = 1
+  config.optimizer.update(name="adam", learning_rate=1e-5, schedule="constant")
+  config.train.update(batch_size=32, num_epochs=30 if contrastive else 10, log_every_steps=20,
+                      checkpoint_every_steps=500, keep_checkpoints=1)
 
-  config.eval.splits = ("validation", "test")
-  config.eval.primary_head = "gender"
-  config.eval.primary_grouping = "gender"
+  config.eval.update(splits=("validation", "test"), primary_head="gender", primary_grouping="gender")
   if contrastive:
     config.objective.name = "clip_contrastive"
     config.selection.metric = ""  # §8.1: the model Finetuner's fit leaves after its epochs
   else:
     config.objective.name = "standard"
     # §8.2.2: the lowest validation loss among the epochs whose TPR and FPR gaps are below 0.1.
-    config.selection.metric = "validation/loss"
-    config.selection.mode = "min"
-    config.selection.bound_metric = "validation/gender/gender/accuracy_gap"
-    config.selection.bound = 0.1
+    config.selection.update(metric="validation/loss", mode="min",
+                            bound_metric="validation/gender/gender/accuracy_gap", bound=0.1)
   if "constrained" in words:
     config.objective.name = "constrained"
     config.objective.options = ml_collections.ConfigDict(dict(
@@ -146,14 +126,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     if "utkface" in words:
       config.data.subset_size = 400
     else:
-      config.data.num_examples.train = 256 if contrastive else 160
-      config.data.num_examples.validation = 64
-      config.data.num_examples.test = 64
+      config.data.num_examples.update(train=256 if contrastive else 160, validation=64, test=64)
     config.data.kfold.k = 4
-    config.data.balanced.per_class.train = 32
-    config.data.balanced.per_class.validation = 16
-    config.train.batch_size = 16
-    config.train.num_epochs = 1
-    config.train.log_every_steps = 2
+    config.data.balanced.per_class.update(train=32, validation=16)
+    config.train.update(batch_size=16, num_epochs=1, log_every_steps=2)
     config.eval.batch_size = 32
   return config

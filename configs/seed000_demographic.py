@@ -44,19 +44,14 @@ its ``utkface_config`` describes.
 
 import os
 
-import ml_collections
-
 from fairjax.train import config as config_lib
 
-# The UTKFace experiment every seed 000 / 001 config shares, and its smoke variant (configs/ is no
-# package: configs load each other by path).
+# The UTKFace source, splits and smoke variant of seed000_gender_cnn.py, loaded by path.
 _SEED_000 = config_lib.load_config_module(os.path.join(os.path.dirname(__file__), "seed000_gender_cnn.py"))
-_ARGS = ("smoke",)
 
 
-def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  words = config_lib.config_words(arg, _ARGS, __file__)
-  config = _SEED_000.utkface_config(__file__)
+def get_config(arg: str = ""):
+  words, config = _SEED_000.start(__file__, arg)
   # §6.2.2 is empty: §6.1.2's selection (8,000 images, proportional per 10-year band x gender).
   config.data.image_size = 128
   config.data.subset_size = 8000

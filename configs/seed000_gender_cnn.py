@@ -80,10 +80,13 @@ _ARGS = ("curated", "curated_age_first", "smoke")
 def parse_args(arg: str, config_file: str = __file__, known=_ARGS) -> set[str]:
   """The comma-separated words of ``arg`` (an unknown word is an error, not a silent default run), of
   this config or of one that takes the same curated variants."""
-  words = config_lib.config_words(arg, known, config_file)
-  if {"curated", "curated_age_first"} <= words:
-    raise ValueError("choose one of 'curated' and 'curated_age_first'")
-  return words
+  return config_lib.config_words(arg, known, config_file, exclusive=[("curated", "curated_age_first")])
+
+
+def start(config_file: str, arg: str, known=("smoke",)):
+  """``(words, config)`` of a config that derives from this one: its argument's words (``known`` only)
+  and this experiment's UTKFace source and splits (``utkface_config``)."""
+  return config_lib.config_words(arg, known, config_file), utkface_config(config_file)
 
 
 def curate(config, words) -> None:

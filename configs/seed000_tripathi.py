@@ -32,26 +32,18 @@ Assumptions where the seed is silent (it gives the network, not the training)
   * Optimiser and length: Adam at 1e-4 for 50 epochs, batch 32: §6.1.3's settings, the seed's only
     stated ones for a UTKFace CNN (and Keras's default batch). The report describes the last
     checkpoint.
-
-Data: UTKFace, found as ``seed000_gender_cnn.py`` says (``$FAIRJAX_UTKFACE`` or ``../shared/data``), split as
-its ``utkface_config`` describes.
 """
 
 import os
 
-import ml_collections
-
 from fairjax.train import config as config_lib
 
-# The UTKFace experiment every seed 000 / 001 config shares, and its smoke variant (configs/ is no
-# package: configs load each other by path).
+# Seed 000 §6.1's experiment (configs/ is no package: configs load each other by path).
 _SEED_000 = config_lib.load_config_module(os.path.join(os.path.dirname(__file__), "seed000_gender_cnn.py"))
-_ARGS = ("smoke",)
 
 
-def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  words = config_lib.config_words(arg, _ARGS, __file__)
-  config = _SEED_000.utkface_config(__file__)
+def get_config(arg: str = ""):
+  words, config = _SEED_000.start(__file__, arg)
   # §6.3: Input(shape=(100, 100, 1)).
   config.data.image_size = 100
   config.data.grayscale = True

@@ -79,16 +79,8 @@ _SEED_000 = config_lib.load_config_module(os.path.join(os.path.dirname(__file__)
 _ARGS = ("x2", "x3", "smoke")
 
 
-def parse_args(arg: str) -> set[str]:
-  """The comma-separated words of ``arg``; an unknown word is an error, not a silent default run."""
-  words = config_lib.config_words(arg, _ARGS, __file__)
-  if {"x2", "x3"} <= words:
-    raise ValueError("choose one of 'x2' and 'x3'")
-  return words
-
-
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  words = parse_args(arg)
+  words = config_lib.config_words(arg, _ARGS, __file__, exclusive=[("x2", "x3")])
   config = _SEED_000.utkface_config(__file__)  # UTKFace split as seed 000 §6.1.2 splits it
   config.data.image_size = 224  # VGG-Face's input; fc6's width fixes it
   # Drop the under-16s (training plan only: see the module docstring), then copy the over-60s.
@@ -104,16 +96,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.model.name = "vgg_face_age"
   config.optimizer.learning_rate = 1e-3  # Keras's Adam() default, as serengil's notebook compiles it
   config.optimizer.trainable = "fc:2"  # fc6, fc7 and the softmax; the 13 convolutions frozen
-  config.train.batch_size = 256
-  config.train.num_epochs = 250
-  config.train.log_every_steps = 20
-  config.eval.primary_head = "age"
-  config.eval.primary_grouping = "race"
+  config.train.update(batch_size=256, num_epochs=250, log_every_steps=20)
+  config.eval.update(primary_head="age", primary_grouping="race")
   # "We saved the weights of the model with the lowest validation loss, to avoid overfitting."
-  config.selection.metric = "validation/loss"
-  config.selection.mode = "min"
-  config.selection.bound_metric = ""
-  config.selection.keep_best = 1
+  config.selection.update(metric="validation/loss", mode="min", bound_metric="", keep_best=1)
 
   if "smoke" in words:
     _SEED_000.smoke(config)

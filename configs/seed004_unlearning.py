@@ -129,13 +129,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.data.augment.flip = True
 
   config.model.name = "jlu_cnn"
-  config.optimizer.name = "adam"
-  config.optimizer.learning_rate = 1e-3
-  config.optimizer.schedule = "cosine"
-  config.train.batch_size = 64
-  config.train.num_epochs = 20
-  config.train.log_every_steps = 50
-  config.train.checkpoint_every_steps = 500
+  config.optimizer.update(name="adam", learning_rate=1e-3, schedule="cosine")
+  config.train.update(batch_size=64, num_epochs=20, log_every_steps=50, checkpoint_every_steps=500)
 
   if MODELS[model_word] is not None:
     config.objective.name = "jlu"

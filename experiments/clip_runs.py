@@ -3,7 +3,7 @@
 ``train`` runs ``fairjax.train.loop.train_and_evaluate`` in a workdir, or finds the finished run there
 (its ``config.json`` the same config, its ``report/final_metrics.json`` written), and returns the
 Hugging Face folder the run exported (``WORKDIR/clip_checkpoint``). ``audit_export`` runs the CLIP
-audit command's work (``fairjax.clip.audit``) on it, with the run's own ``data`` section so that the
+audit command's work (``fairjax.clip.checkpoint_audit``) on it, with the run's own ``data`` section so that the
 audited test split and the fitting split are the ones the run was evaluated on, never trained on.
 ``table_rows`` / ``write_results`` make the one table of ``OUT/results.md``:
 
@@ -15,12 +15,12 @@ audited test split and the fitting split are the ones the run was evaluated on, 
 """
 
 import json
-import math
 import os
 
-from fairjax.clip import audit
-from fairjax.clip import audit_report
-from fairjax.clip import debias
+from fairjax import markdown
+from fairjax.clip import checkpoint_audit
+from fairjax.clip import checkpoint_audit_report
+from fairjax.clip import references
 from fairjax.clip import zero_shot
 from fairjax.train import config as config_lib
 from fairjax.train import loop
@@ -29,28 +29,26 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "configs")
 RETRIEVAL_K = (10, 100)
 SMOKE_RETRIEVAL_K = (5, 20)
-# Seed 000 §8.2 (CLIP fine-tuned on 2,000 UTKFace images with gender prompts, EO rule): macro accuracy
-# and F1 0.93, TPR 0.92 (women) and 0.94 (men), and a selection-rate ratio of 0.9 between the genders.
-SEED_000_FINETUNE = {"macro_accuracy": 0.93, "macro_f1": 0.93, "accuracy_female": 0.92, "accuracy_male": 0.94,
-                     "selection_rate_ratio": 0.9}
-_SEED_GENDER = zero_shot.SEED_000["gender"]["accuracy_by_group"]
+_SEED_GENDER = references.SEED_000_ZERO_SHOT["gender"]["accuracy_by_group"]
 REFERENCE_ROWS = (
     ("seed 000 §7.3: OpenAI CLIP zero-shot", {
-        "macro_accuracy": zero_shot.SEED_000["gender"]["macro_accuracy"],
-        "macro_f1": zero_shot.SEED_000["gender"]["macro_f1"],
+        "macro_accuracy": references.SEED_000_ZERO_SHOT["gender"]["macro_accuracy"],
+        "macro_f1": references.SEED_000_ZERO_SHOT["gender"]["macro_f1"],
         "di_gender": min(_SEED_GENDER.values()) / max(_SEED_GENDER.values())}),
     ("seed 000 §7.3: OpenAI CLIP race (5-way)", {
-        "macro_accuracy": zero_shot.SEED_000["race"]["macro_accuracy"],
-        "macro_f1": zero_shot.SEED_000["race"]["macro_f1"]}),
+        "macro_accuracy": references.SEED_000_ZERO_SHOT["race"]["macro_accuracy"],
+        "macro_f1": references.SEED_000_ZERO_SHOT["race"]["macro_f1"]}),
     ("seed 000 §8.3: subspace, α = 0.4", {
-        "macro_accuracy": debias.SEED_000_SUBSPACE["macro_accuracy"],
-        "macro_f1": debias.SEED_000_SUBSPACE["macro_f1"], "di_gender": debias.SEED_000_SUBSPACE["disparate_impact"]}),
+        "macro_accuracy": references.SEED_000_SUBSPACE["macro_accuracy"],
+        "macro_f1": references.SEED_000_SUBSPACE["macro_f1"],
+        "di_gender": references.SEED_000_SUBSPACE["disparate_impact"]}),
     ("seed 000 §8.2: fine-tuned, EO rule", {
-        "macro_accuracy": SEED_000_FINETUNE["macro_accuracy"], "macro_f1": SEED_000_FINETUNE["macro_f1"],
-        "di_gender": SEED_000_FINETUNE["selection_rate_ratio"]}),
+        "macro_accuracy": references.SEED_000_FINETUNE["macro_accuracy"],
+        "macro_f1": references.SEED_000_FINETUNE["macro_f1"],
+        "di_gender": references.SEED_000_FINETUNE["selection_rate_ratio"]}),
 ) + tuple((f"seed 003: OpenAI CLIP {name}", {"accuracy": seed["accuracy_at_0.5"], "predicted_male": seed["predicted_male"],
                                              "true_male": seed["true_male"]})
-          for name, seed in zero_shot.SEED_003.items())
+          for name, seed in references.SEED_003_ZERO_SHOT.items())
 COLUMNS = (("accuracy", "accuracy"), ("macro_accuracy", "macro acc."), ("macro_f1", "macro F1"),
            ("predicted_male", "male share (true)"), ("eo_gap_race", "EO gap race"), ("di_gender", "DI gender"))
 
@@ -73,17 +71,17 @@ def train(config, workdir: str, log=print) -> str:
   return export
 
 
-def audit_export(checkpoint: str, config, output_dir: str, *, methods=audit.METHODS, smoke: bool = False,
+def audit_export(checkpoint: str, config, output_dir: str, *, methods=checkpoint_audit.METHODS, smoke: bool = False,
                  log=print, **overrides) -> dict:
   """The audit of ``checkpoint`` on ``config``'s test split, debiasing fitted on its validation split;
-  ``overrides`` are further ``audit.Options`` (``subspace_k``, ``embeddings_dir``, ...)."""
-  options = audit.Options(
+  ``overrides`` are further ``checkpoint_audit.Options`` (``subspace_k``, ``embeddings_dir``, ...)."""
+  options = checkpoint_audit.Options(
       checkpoint=checkpoint, output_dir=output_dir, data=config.data, split="test", fit_split="validation",
-      methods=tuple(methods), prompt_sets=("seed003", "race") if smoke else audit.PROMPT_GROUPS,
-      fit_per_group=16 if smoke else audit.Options.fit_per_group,
+      methods=tuple(methods), prompt_sets=("seed003", "race") if smoke else checkpoint_audit.PROMPT_GROUPS,
+      fit_per_group=16 if smoke else checkpoint_audit.Options.fit_per_group,
       retrieval_k=SMOKE_RETRIEVAL_K if smoke else RETRIEVAL_K, plots=not smoke,
       groupings=("race",) if smoke else zero_shot.GROUPINGS, **overrides)
-  return audit.run(options, log=log)
+  return checkpoint_audit.run(options, log=log)
 
 
 def audit_zero_shot(checkpoint: str, config, output_dir: str, *, smoke: bool = False,
@@ -92,16 +90,16 @@ def audit_zero_shot(checkpoint: str, config, output_dir: str, *, smoke: bool = F
   instead of the seed's ≈100 % of the variance, on ``OUT/audit``'s cached embeddings); returns the first
   summary, the table rows of both, and the note that says why there are two k's."""
   summary = audit_export(checkpoint, config, os.path.join(output_dir, "audit"), smoke=smoke, log=log)
-  one = audit_export(checkpoint, config, os.path.join(output_dir, "audit_k1"), methods=audit.SUBSPACE_METHODS,
+  one = audit_export(checkpoint, config, os.path.join(output_dir, "audit_k1"), methods=checkpoint_audit.SUBSPACE_METHODS,
                      smoke=smoke, log=log, subspace_k=1,
-                     embeddings_dir=os.path.join(output_dir, "audit", audit.CACHE_DIR))
+                     embeddings_dir=os.path.join(output_dir, "audit", checkpoint_audit.CACHE_DIR))
   rows = zero_shot_rows(summary) + method_rows(summary) + method_rows(one, ", k = 1")
   return summary, rows, subspace_note(summary)
 
 
 def subspace_note(summary: dict) -> str:
   """What the seed's variance rule kept, and what one component does instead."""
-  fits = {m: summary["methods"][m]["fit"] for m in audit.SUBSPACE_METHODS if m in summary["methods"]}
+  fits = {m: summary["methods"][m]["fit"] for m in checkpoint_audit.SUBSPACE_METHODS if m in summary["methods"]}
   kept = ", ".join(f"{m}: k = {f['k']} of {f['dimension']}" for m, f in fits.items())
   return (f"Subspace rows: seed 000 §8.3 takes the fewest components explaining ≈100 % of the within-set "
           f"variance (99 % here; {kept}), and removing 40 % of each of dozens of components barely moves "
@@ -140,7 +138,7 @@ def method_rows(summary: dict, suffix: str = "") -> list[dict]:
   rows = []
   for method, figures in summary["methods"].items():
     if method != "none":
-      label = f"debiased: {audit_report.METHOD_TITLES[method]}{suffix}"
+      label = f"debiased: {checkpoint_audit_report.METHOD_TITLES[method]}{suffix}"
       rows.append(_row(label, figures["at_0.5"] or {}, figures["retrieval"]))
   return rows
 
@@ -152,9 +150,7 @@ def model_row(label: str, summary: dict) -> dict:
 
 
 def _fmt(value, pct=False) -> str:
-  if value is None or (isinstance(value, float) and not math.isfinite(value)):
-    return "—"
-  return f"{100 * value:.1f} %" if pct else f"{value:.3f}"
+  return markdown.number(value, 1, percent=True) if pct else markdown.number(value)
 
 
 def _cells(row: dict, ks) -> list[str]:
@@ -178,13 +174,10 @@ def _cells(row: dict, ks) -> list[str]:
 def markdown_table(rows: list[dict], ks, references: bool = True) -> list[str]:
   header = ["model"] + [t for _, t in COLUMNS] + [f"{m}@{k} gender / race" for k in ks
                                                    for m in ("MaxSkew", "NDKL")]
-  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  for row in rows:
-    lines.append("| " + " | ".join([row["row"]] + _cells(row, ks)) + " |")
+  body = [[row["row"]] + _cells(row, ks) for row in rows]
   if references:
-    for label, figures in REFERENCE_ROWS:
-      lines.append("| " + " | ".join([f"*{label}*"] + _cells(_row(label, figures), ks)) + " |")
-  return lines
+    body += [[f"*{label}*"] + _cells(_row(label, figures), ks) for label, figures in REFERENCE_ROWS]
+  return markdown.table(header, body)
 
 
 def write_results(rows: list[dict], output_dir: str, title: str, intro: list[str], ks, notes=()) -> str:

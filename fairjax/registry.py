@@ -1,15 +1,26 @@
-"""String-keyed registries: configs name models, data sets and objectives, and code looks them up."""
+"""String-keyed registries: configs name models, data sets and objectives, and code looks them up.
 
+An entry may be registered by a module of a higher package (CLIP's model and objective live in
+``fairjax.clip``, which imports ``models`` and ``train``): the registry knows that module by name and
+imports it when the entry is first looked up, as big_vision imports a model's module from its name. So
+imports keep pointing one way and a config that names the entry still finds it.
+"""
+
+import importlib
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 
 class Registry:
-  """Names to factories, for one kind of thing ('model', 'data set', 'objective')."""
+  """Names to factories, for one kind of thing ('model', 'data set', 'objective').
 
-  def __init__(self, kind: str):
+  ``elsewhere`` maps names registered by modules of higher packages to those modules (dotted paths).
+  """
+
+  def __init__(self, kind: str, elsewhere: Mapping[str, str] = ()):
     self.kind = kind
     self._items: dict[str, Callable[..., Any]] = {}
+    self._elsewhere = dict(elsewhere)
 
   def register(self, name: str) -> Callable:
     """Decorator registering a factory under ``name``; a name is registered once."""
@@ -24,12 +35,14 @@ class Registry:
 
   def get(self, name: str) -> Callable[..., Any]:
     """The factory of ``name``; an unknown name is an error that lists the known ones."""
+    if name not in self._items and name in self._elsewhere:
+      importlib.import_module(self._elsewhere[name])  # registers it
     if name not in self._items:
       raise ValueError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}")
     return self._items[name]
 
   def names(self) -> tuple[str, ...]:
-    return tuple(sorted(self._items))
+    return tuple(sorted(set(self._items) | set(self._elsewhere)))
 
   def options(self, name: str) -> dict[str, Any]:
     """The keyword options of ``name``'s factory and their defaults (``inspect.Parameter.empty`` where

@@ -167,7 +167,7 @@ def test_quick_start_first_command_as_typed(tmp_path):
   training = result.stderr  # pip writes to stdout, bar its own warnings
   assert not CPP_NOISE.search(training), CPP_NOISE.search(training).group(0)
   assert "\r" not in training
-  assert len(re.findall(r"^step \d+: validation/loss=\S+, .*test/gender/race/accuracy_gap=[\d.]+$", training,
+  assert len(re.findall(r"^step \d+: validation/loss=\S+, .*validation/gender/race/accuracy_gap=[\d.]+$", training,
                         re.M)) == 8
   assert re.search(r"^100% (\d+)/\1 steps ", training, re.M), training[-2000:]
 

@@ -22,7 +22,7 @@ from fairjax import paths
 from fairjax.audit import core
 from fairjax.audit import example as example_lib
 from fairjax.audit import inputs
-from fairjax.metrics import report as report_lib
+from fairjax.metrics import group_report as report_lib
 
 _INPUT = flags.DEFINE_string("input", None, "CSV file with one row per example.")
 _EXAMPLE = flags.DEFINE_bool("example", False, "Audit a built-in example instead of --input.")

@@ -9,7 +9,7 @@ import numpy as np
 
 from fairjax.audit import inputs
 from fairjax.metrics import confusion
-from fairjax.metrics import report as report_lib
+from fairjax.metrics import group_report as report_lib
 from fairjax.metrics import thresholds as thresholds_lib
 from fairjax.report import plots
 

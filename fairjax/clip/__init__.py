@@ -8,12 +8,12 @@
   image = model.apply({'params': params}, processor.images(pil_images), method=model.encode_image)
 
 The model and its config presets (``vit_b32``, ``vit_b16``, ``vit_l14``, ``small``, ``tiny``) live in
-``fairjax.models.clip`` and are re-exported here; ``tokenizer`` trains CLIP-format BPE tokenizers.
+``fairjax.clip.model`` and are re-exported here; ``tokenizer`` trains CLIP-format BPE tokenizers.
 """
 
 from fairjax.clip import pretrained
 from fairjax.clip.pretrained import (Processor, abstract_params, config_from_hf, config_to_hf,
                                      from_pretrained, init_params, load_processor, save_image_processor,
                                      save_pretrained)
-from fairjax.models.clip import (CLIP, PRESETS, CLIPConfig, TextConfig, VisionConfig, contrastive_loss,
+from fairjax.clip.model import (CLIP, PRESETS, CLIPConfig, TextConfig, VisionConfig, contrastive_loss,
                                  small, tiny, vit_b16, vit_b32, vit_l14)

@@ -53,10 +53,6 @@ import numpy as np
 DEFAULT_ALPHA = 0.4           # seed 000 §8.3
 DEFAULT_VARIANCE = 0.99       # seed 000 §8.3 took "approximately 100 %" of the variance
 DEFAULT_LAMBDA = 1000.0       # Chuang et al.'s code, zero-shot classification
-# Seed 000 §8.3.1-8.3.2: CLIP's gender zero-shot on UTKFace after subspace removal with α = 0.4.
-SEED_000_SUBSPACE = {"alpha": 0.4, "macro_accuracy": 0.778, "macro_f1": 0.779,
-                     "disparate_impact": 0.9939674340077338, "tpr_difference": 0.07596311224720897,
-                     "fpr_difference": 0.07596311224720909}
 # Relative tolerance below which a singular value counts as zero.
 _RANK_TOLERANCE = 1e-5
 

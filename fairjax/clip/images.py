@@ -15,7 +15,7 @@ steps as one XLA program over a batch, read from the processor's own settings:
   rescale    ``x * rescale_factor`` (1/255)
   normalise  ``(x - image_mean) / image_std`` per channel
 
-Output is float32 NHWC, as ``fairjax.models.clip.CLIP.encode_image`` takes it. Settings this does not
+Output is float32 NHWC, as ``fairjax.clip.model.CLIP.encode_image`` takes it. Settings this does not
 reproduce (another resampling filter, padding, a crop larger than the resized image) are errors that
 name them, never a silently different input.
 """

@@ -1,4 +1,4 @@
-"""Hugging Face CLIP checkpoint folders to and from ``fairjax.models.clip.CLIP``, without torch.
+"""Hugging Face CLIP checkpoint folders to and from ``fairjax.clip.model.CLIP``, without torch.
 
 A folder as ``transformers.CLIPModel.save_pretrained`` writes it: ``config.json`` and
 ``model.safetensors`` (or shards listed in ``model.safetensors.index.json``), read with safetensors'
@@ -28,7 +28,7 @@ import ml_dtypes  # pylint: disable=unused-import  (registers bfloat16 with NumP
 import numpy as np
 from safetensors import numpy as safetensors_numpy
 
-from fairjax.models import clip as clip_lib
+from fairjax.clip import model as clip_lib
 
 PathLike = Union[str, os.PathLike]
 CONFIG_FILE = "config.json"

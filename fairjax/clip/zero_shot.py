@@ -38,11 +38,12 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from fairjax.clip import references
 from fairjax.data import groups
 from fairjax.data import schema
 from fairjax.metrics import confusion
 from fairjax.metrics import disparity
-from fairjax.metrics import report as report_lib
+from fairjax.metrics import group_report as report_lib
 from fairjax.metrics import thresholds as thresholds_lib
 
 GENDER, RACE = "gender", "race"
@@ -51,37 +52,8 @@ GROUPINGS = groups.DEFAULT_GROUPINGS  # the groupings the zero-shot audit report
 DEFAULT_THRESHOLD = 0.5
 # Names of the default ensembles, built when an attribute has two or more prompt sets.
 DEFAULT_ENSEMBLES = {GENDER: "ensemble", RACE: "race ensemble"}
-# Seed 000 §7.3.2's ratios of per-race figures, (numerator, denominator).
-SEED_PAIRS = (("Black", "White"), ("Indian", "White"), ("White", "Asian"))
 # Logit scales above this are the temperature itself rather than its log (CLIP's is at most ln 100).
 MAX_LOGIT_SCALE = math.log(1e4)
-
-# Seed 003 §Results (OpenAI CLIP ViT-B/32 on 24,105 UTKFace images). Error shares are given only for
-# the races its text names.
-SEED_003 = {
-    "male/female": {"predicted_male": 0.6630, "true_male": 0.5220, "best_threshold": 0.2,
-                    "best_macro_f1": 0.9603, "accuracy_at_best": 0.9604, "accuracy_at_0.5": 0.8503,
-                    "error_share_by_race": {"White": 0.3309}},
-    "man/woman": {"predicted_male": 0.5365, "true_male": 0.5220, "best_threshold": 0.3,
-                  "best_macro_f1": 0.9487, "accuracy_at_best": 0.9487, "accuracy_at_0.5": 0.9421,
-                  "error_share_by_race": {"Asian": 0.3641, "White": 0.2921}},
-    "boy/girl": {"predicted_male": 0.6134, "true_male": 0.5220, "best_threshold": 0.2,
-                 "best_macro_f1": 0.9412, "accuracy_at_best": 0.9413, "accuracy_at_0.5": 0.8865,
-                 "error_share_by_race": {"White": 0.4064, "Asian": 0.2615}},
-}
-# Seed 000 §7.3 (CLIP on UTKFace, prompts not stated): macro figures, and the per-group share classified
-# correctly that it reports as selection rates, with the ratios it names.
-SEED_000 = {
-    GENDER: {"macro_accuracy": 0.9581212526266386, "macro_f1": 0.9579553326742262,
-             "accuracy_by_group": {"male": 0.9515738498789347, "female": 0.9624558303886925}},
-    RACE: {"macro_accuracy": 0.6803203012378448, "macro_f1": 0.6768578431973549,
-           "accuracy_by_group": {"White": 0.8734491315136477, "Black": 0.7637969094922737,
-                                 "Asian": 0.9432314410480349, "Indian": 0.7811320754716982,
-                                 "Others": 0.08259587020648967},
-           "accuracy_ratio": {"Black/White": 0.8744606662653021, "Indian/White": 0.8943074614065181,
-                              "White/Asian": 0.926017829243636}},
-}
-
 
 def normalize(x, axis: int = -1):
   """x / |x| along ``axis`` (CLIP compares directions, never lengths)."""
@@ -183,8 +155,8 @@ class RaceAudit:
 
 
 @dataclasses.dataclass
-class ZeroShotAudit:
-  """Every prompt set's audit; ``fairjax.report.clip_report.write_zero_shot`` writes it out."""
+class ZeroShotResult:
+  """Every prompt set's audit; ``fairjax.clip.zero_shot_report.write_zero_shot`` writes it out."""
 
   gender: dict   # name -> GenderAudit
   race: dict     # name -> RaceAudit
@@ -197,7 +169,8 @@ class ZeroShotAudit:
     return {"num_examples": self.num_examples, "skipped": self.skipped, "logit_scale": self.logit_scale,
             "gender": {n: a.summary() for n, a in self.gender.items()},
             "race": {n: a.summary() for n, a in self.race.items()},
-            "seed_003": SEED_003, "seed_000": SEED_000, "warnings": self.warnings}
+            "seed_003": references.SEED_003_ZERO_SHOT, "seed_000": references.SEED_000_ZERO_SHOT,
+            "warnings": self.warnings}
 
   def by_group(self, name: str) -> pd.DataFrame:
     """Every group report of one set stacked: operating point, threshold, grouping, keys, figures."""
@@ -224,12 +197,12 @@ class ZeroShotAudit:
     return table[["operating_point", "threshold", "grouping"] + keys + rest]
 
   def save(self, directory: str) -> list[str]:
-    """Writes summary.json, results.md, and per set by_group.csv and plots (see clip_report)."""
-    from fairjax.report import clip_report  # pylint: disable=g-import-not-at-top  (matplotlib)
-    return clip_report.write_zero_shot(self, directory)
+    """Writes summary.json, results.md, and per set by_group.csv and plots (see zero_shot_report)."""
+    from fairjax.clip import zero_shot_report  # pylint: disable=g-import-not-at-top  (matplotlib)
+    return zero_shot_report.write_zero_shot(self, directory)
 
 
-def audit(
+def evaluate(
     image_embeddings,
     gender,
     race,
@@ -241,7 +214,7 @@ def audit(
     groupings: Sequence[str] = GROUPINGS,
     num_resamples: int = 0,
     seed: int = 0,
-) -> ZeroShotAudit:
+) -> ZeroShotResult:
   """Zero-shot audit of every prompt set on the same images.
 
   Args:
@@ -283,10 +256,10 @@ def audit(
     else:
       race_audits[name] = _audit_race(name, members_of[name], probs, race, gender, groupings,
                                       num_resamples, seed, caught_warnings)
-  result = ZeroShotAudit(gender_audits, race_audits, int(x.shape[0]), skipped, scale, caught_warnings)
+  result = ZeroShotResult(gender_audits, race_audits, int(x.shape[0]), skipped, scale, caught_warnings)
   if caught_warnings:
     warnings.warn(f"{len(caught_warnings)} group figures are undefined (NaN), e.g. {caught_warnings[0]}; "
-                  "all are listed in ZeroShotAudit.warnings", report_lib.FairnessWarning, stacklevel=2)
+                  "all are listed in ZeroShotResult.warnings", report_lib.FairnessWarning, stacklevel=2)
   return result
 
 
@@ -404,7 +377,7 @@ def _privileged(grouping: str, counts) -> int:
 def _named_ratios(per_race: np.ndarray) -> dict:
   matrix = np.asarray(disparity.pairwise_disparate_impact(jnp.asarray(per_race, jnp.float32)))
   index = {r: i for i, r in enumerate(schema.RACES)}
-  return {f"{a}/{b}": _float(matrix[index[a], index[b]]) for a, b in SEED_PAIRS}
+  return {f"{a}/{b}": _float(matrix[index[a], index[b]]) for a, b in references.SEED_000_RACE_PAIRS}
 
 
 def _float(value) -> Optional[float]:

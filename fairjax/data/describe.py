@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 import pandas as pd
 
+from fairjax import markdown
 from fairjax.data import schema
 
 AGE_BAND_WIDTH = 10
@@ -111,10 +112,8 @@ def markdown_table(table: pd.DataFrame) -> str:
       return f"{100 * value:.1f}%"
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
-  lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-  lines += ["| " + " | ".join(cell(c, v) for c, v in zip(table.columns, row)) + " |"
-            for row in table.itertuples(index=False)]
-  return "\n".join(lines) + "\n"
+  rows = [[cell(c, v) for c, v in zip(table.columns, row)] for row in table.itertuples(index=False)]
+  return "\n".join(markdown.table(list(table.columns), rows)) + "\n"
 
 
 def plot_comparison(before: dict, after: dict, path: str, title: str) -> None:

@@ -14,8 +14,8 @@ from fairjax.metrics.disparity import (difference, disparate_impact, disparities
                                        pairwise_disparate_impact, ratio, treatment_equality)
 from fairjax.metrics.figures import classification_figures, regression_figures
 from fairjax.metrics.frontier import equalized_odds_frontier
+from fairjax.metrics.group_report import (DEFAULT_THRESHOLDS, FairnessWarning, GroupReport,
+                                          classification_report, group_labels, regression_report)
 from fairjax.metrics.groups import encode_columns, intersect, intersect_names
 from fairjax.metrics.regression import regression_metrics, regression_sums
-from fairjax.metrics.report import (DEFAULT_THRESHOLDS, FairnessWarning, GroupReport,
-                                    classification_report, group_labels, regression_report)
 from fairjax.metrics.thresholds import best_threshold, threshold_counts

@@ -9,10 +9,10 @@ Keras and PyTorch checkpoints. Registered models (importing this package registe
   vgg16, vgg_face, vgg_face_age, vgg_face_gender                                   seed 001
   resnet18, se_resnet101                                                           seed 002
   jlu_cnn                                                                          seed 004
-  clip_zero_shot                                                                   seed 000 §7-8, 003
+  clip_zero_shot (in fairjax.clip.classifier, imported when first named)          seed 000 §7-8, 003
 """
 
-from fairjax.models import clip_classifier, convert, heads, jlu_cnn, keras_cnns, resnet, vgg
+from fairjax.models import convert, heads, jlu_cnn, keras_cnns, resnet, vgg
 from fairjax.models.heads import HeadSpec, binned_head, multitask_loss, predict, predict_all
 from fairjax.models.keras_cnns import KerasCNN
 from fairjax.models.registry import (abstract_variables, dummy_input, get_model, init_variables,

@@ -27,7 +27,8 @@ import numpy as np
 from fairjax.models import protocols
 from fairjax.registry import Registry
 
-_MODELS = Registry("model")
+# CLIP's classifier lives with the rest of CLIP, in fairjax.clip (above this package).
+_MODELS = Registry("model", elsewhere={"clip_zero_shot": "fairjax.clip.classifier"})
 
 
 def register(name: str) -> Callable:

@@ -6,6 +6,8 @@ from typing import Sequence
 
 from etils import epath
 
+from fairjax import markdown
+
 
 def write_tables(directory: str, results: Sequence[dict], labels: Sequence[str], model_row: dict,
                  title: str) -> str:
@@ -24,11 +26,10 @@ def write_tables(directory: str, results: Sequence[dict], labels: Sequence[str],
            "Best accuracy of any group-threshold predictor (Hardt et al. 2016) of the model's scores with",
            "every pair of groups' TPRs and FPRs within epsilon, solved on this split's labels (an oracle).", "",
            f"The model as it is: accuracy {model_row['accuracy']:.4f}, equalized-odds gap "
-           f"{model_row['gap']:.4f}.", "",
-           "| epsilon | accuracy | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(labels)]
-  for r in results:
-    lines.append(f"| {r['epsilon']:g} | {r['accuracy']:.4f} | "
-                 + " | ".join(f"{a:.3f}" for a in r["accuracy_by_group"]) + " |")
+           f"{model_row['gap']:.4f}.", ""]
+  lines += markdown.table(["epsilon", "accuracy", *labels], [
+      [f"{r['epsilon']:g}", markdown.number(r["accuracy"], 4), *(markdown.number(a) for a in r["accuracy_by_group"])]
+      for r in results])
   text = "\n".join(lines) + "\n"
   (folder / "eo_frontier.md").write_text(text)
   return text

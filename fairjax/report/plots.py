@@ -1,6 +1,6 @@
 """Plots of group audits (matplotlib, Agg backend: files, never windows).
 
-Each function takes the tables/summaries of ``fairjax.metrics.report`` and writes one PNG, so the audit
+Each function takes the tables/summaries of ``fairjax.metrics.group_report`` and writes one PNG, so the audit
 command, the training report and the experiments draw the same pictures.
 """
 

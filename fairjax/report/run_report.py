@@ -35,8 +35,9 @@ from etils import epath
 import numpy as np
 import pandas as pd
 
+from fairjax import markdown
 from fairjax.data import groups
-from fairjax.metrics import report as report_lib
+from fairjax.metrics import group_report as report_lib
 from fairjax.report import plots
 
 REPORT_DIR = "report"
@@ -250,8 +251,8 @@ def write_markdown(
   warnings_list = list(notes)
   lines = ["# Run report", ""]
 
-  lines += ["## Configuration", "", "| setting | value |", "|---|---|"]
-  lines += [f"| {key} | {_md(value)} |" for key, value in _flatten(config_summary)]
+  lines += ["## Configuration", ""]
+  lines += markdown.table(["setting", "value"], [[key, _md(value)] for key, value in _flatten(config_summary)])
   lines += ["", f"Evaluated checkpoint: step {selected_step}." if selected_step is not None else
             "Evaluated checkpoint: the final state (no checkpoint selection).", ""]
 
@@ -266,13 +267,10 @@ def write_markdown(
               "undefined (n/a). The accuracy gap, the spread of the classes' recalls, is the comparable "
               "figure.", ""]
 
-  lines += ["## All heads", "", "| split | head | loss | accuracy | macro F1 | MAE |",
-            "|---|---|---|---|---|---|"]
-  for split, result in split_results.items():
-    for name in _heads(result.metrics):
-      m = result.metrics
-      lines.append(f"| {split} | {name} | {_fmt(m.get(name + '/loss'))} | {_fmt(m.get(name + '/accuracy'))} "
-                   f"| {_fmt(m.get(name + '/macro_f1'))} | {_fmt(m.get(name + '/mae'))} |")
+  lines += ["## All heads", ""]
+  lines += markdown.table(["split", "head", "loss", "accuracy", "macro F1", "MAE"], [
+      [split, name, *(_fmt(result.metrics.get(f"{name}/{figure}")) for figure in ("loss", "accuracy", "macro_f1", "mae"))]
+      for split, result in split_results.items() for name in _heads(result.metrics)])
   lines.append("")
   lines += _leakage_table(split_results)
 
@@ -343,14 +341,12 @@ def _headline_table(split_results, primary) -> list[str]:
                ("disparate impact (selection)", f"{head}/{grouping}/disparate_impact"),
                ("disparate impact (correct)", f"{head}/{grouping}/disparate_impact_correct"),
                ("worst-group accuracy", f"{head}/{grouping}/worst_group_accuracy"))
-  lines = ["| split | " + " | ".join(c for c, _ in columns) + " | privileged |",
-           "|---" * (len(columns) + 2) + "|"]
+  rows = []
   for split, result in split_results.items():
     report = result.reports.get(tuple(primary))
     privileged = report.summary.get("privileged_group", "") if report is not None else ""
-    lines.append(f"| {split} | " + " | ".join(_fmt(result.metrics.get(k)) for _, k in columns)
-                 + f" | {privileged} |")
-  return lines
+    rows.append([split, *(_fmt(result.metrics.get(k)) for _, k in columns), privileged])
+  return markdown.table(["split", *(c for c, _ in columns), "privileged"], rows)
 
 
 def _leakage_table(split_results) -> list[str]:
@@ -359,10 +355,9 @@ def _leakage_table(split_results) -> list[str]:
                              if k.startswith(LEAKAGE_PREFIX)))
   if not names:
     return []
-  lines = ["## Leakage", "", "| split | " + " | ".join(n[len(LEAKAGE_PREFIX):] for n in names) + " |",
-           "|---" * (len(names) + 1) + "|"]
-  lines += [f"| {split} | " + " | ".join(_fmt(r.metrics.get(n)) for n in names) + " |"
-            for split, r in split_results.items()]
+  lines = ["## Leakage", ""] + markdown.table(
+      ["split", *(n[len(LEAKAGE_PREFIX):] for n in names)],
+      [[split, *(_fmt(r.metrics.get(n)) for n in names)] for split, r in split_results.items()])
   return lines + ["", "Accuracy of a fresh probe predicting the attribute from the model's embedding, minus "
                   "the majority-class rate (Wang et al. 2019): 0 is nothing above chance (see "
                   "`fairjax.train.leakage`).", ""]
@@ -394,10 +389,8 @@ def _group_table(report) -> list[str]:
     mean_fpr = table.groupby(keys, sort=False)["fpr"].mean().to_numpy()  # NaN-skipping over classes
     rows = [(g["count"], g["accuracy"], g["macro_accuracy"], fpr, g["macro_f1"])
             for g, fpr in zip(summary["groups"], mean_fpr)]
-  lines = ["| group | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
-  for label, row in zip(labels, rows):
-    count, *rest = row
-    lines.append(f"| {label} | {_fmt(count, count=True)} | " + " | ".join(_fmt(v) for v in rest) + " |")
+  lines = markdown.table(["group", *header], [[label, _fmt(count, count=True), *(_fmt(v) for v in rest)]
+                                              for label, (count, *rest) in zip(labels, rows)])
   if summary["task"] == "multiclass":
     lines += ["", "TPR and FPR are one-vs-rest, averaged over the classes where they are defined."]
   return lines
@@ -418,9 +411,7 @@ def _flatten(config: Mapping, prefix: str = ""):
 
 def _fmt(value, count: bool = False) -> str:
   """A figure for a table: three decimals (a count: whole), ``n/a`` where undefined."""
-  if value is None or (isinstance(value, (float, np.floating)) and not math.isfinite(value)):
-    return "n/a"
-  return f"{float(value):g}" if count else f"{float(value):.3f}"
+  return markdown.number(value, general=count, missing="n/a")
 
 
 def _md(value) -> str:

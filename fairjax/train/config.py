@@ -44,14 +44,18 @@ def utkface_dir(config_file: str) -> str:
   return os.path.dirname(path) if path.endswith(".tar.gz") else path
 
 
-def config_words(arg: str, known, config_file: str) -> set[str]:
+def config_words(arg: str, known, config_file: str, exclusive=()) -> set[str]:
   """The comma-separated words of a config's argument (``configs/x.py:smoke,curated``); an unknown
-  word is an error naming the config, not a silent default run."""
+  word, or two words of one group of ``exclusive`` (alternatives such as 'x2' and 'x3'), is an error
+  naming the config, not a silent default run."""
   words = {w.strip() for w in arg.split(",") if w.strip()}
   unknown = sorted(words - set(known))
+  name = f"configs/{os.path.basename(config_file)}"
   if unknown:
-    raise ValueError(f"configs/{os.path.basename(config_file)}: unknown argument(s) {unknown}; "
-                     f"known: {', '.join(known)}")
+    raise ValueError(f"{name}: unknown argument(s) {unknown}; known: {', '.join(known)}")
+  for group in exclusive:
+    if len(words & set(group)) > 1:
+      raise ValueError(f"{name}: choose one of {', '.join(map(repr, group))}")
   return words
 
 

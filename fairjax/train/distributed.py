@@ -30,6 +30,9 @@ def initialize(mode: str = "auto") -> None:
   if mode == "off":
     return
   explicit = os.environ.get(COORDINATOR_ENV)
+  if explicit or mode == "on" or any(v in os.environ for v in _DETECTED):
+    # CPU devices of several processes reduce through gloo (no MPI needed); accelerators are unaffected.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
   if explicit:
     jax.distributed.initialize(coordinator_address=explicit,
                                num_processes=int(os.environ[NUM_PROCESSES_ENV]),

@@ -8,7 +8,7 @@ Evaluation has two halves, split where the audit splits them (see ``fairjax.metr
     they add across devices, batches and hosts exactly, and the step compiles once.
   * ``summarise`` turns the accumulated sums into the figures a run logs and selects on (a flat
     ``metrics`` dict) and the per-group audits it writes (``GroupReport``s, through the same
-    ``fairjax.metrics.report`` functions as the audit command), so a training run's validation report
+    ``fairjax.metrics.group_report`` functions as the audit command), so a training run's validation report
     and an audit of its predictions read the same.
 
 Every row counts where its labels allow and nowhere else: padding rows (``mask`` False) count nowhere,
@@ -37,7 +37,7 @@ from fairjax.metrics import confusion
 from fairjax.metrics import disparity
 from fairjax.metrics import figures as figures_lib
 from fairjax.metrics import regression
-from fairjax.metrics import report as report_lib
+from fairjax.metrics import group_report as report_lib
 from fairjax.models import forward as forward_lib
 from fairjax.models import heads as heads_lib
 

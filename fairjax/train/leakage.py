@@ -68,6 +68,14 @@ def _fit_predict(key, x_train, y_train, w_train, x_test, class_mask, *, hidden, 
   mean = (w_train[:, None] * x_train).sum(0) / total
   std = jnp.sqrt((w_train[:, None] * jnp.square(x_train - mean)).sum(0) / total) + 1e-6
   x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+  if x_train.shape[1] > x_train.shape[0]:
+    # Wider than it has rows (a flattened conv map: 4,608 wide for seed 000 §6.4's CNN at 32x32): the
+    # rows' coordinates in an orthonormal basis of the training rows' span. An L2-penalised linear probe's
+    # optimum lies in that span (the representer theorem), and so do all its gradients; what the basis
+    # drops is the part of the first layer that training never moves. The probe then costs its rows,
+    # not the embedding's width.
+    _, _, basis = jnp.linalg.svd(w_train[:, None] * x_train, full_matrices=False)
+    x_train, x_test = x_train @ basis.T, x_test @ basis.T
   probe = _Probe(hidden, class_mask.shape[0])
   logits = lambda p, x: jnp.where(class_mask, probe.apply(p, x), -1e9)
   params = probe.init(key, x_train[:1])

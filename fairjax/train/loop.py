@@ -7,10 +7,11 @@ holds the state and the batch index. So a run killed at any moment and restarted
 resumes from its last checkpoint and ends with the parameters an uninterrupted run would have.
 
 Each epoch ends with an evaluation of ``config.eval.splits`` (task metrics and group metrics by race,
-gender and race x gender; less ``config.eval.final_only_splits``, evaluated once at the end) and a checkpoint that carries those metrics, from which the selection rule
-picks the checkpoint the final report describes (seed 000 §8.2: the lowest validation loss among the
-checkpoints whose equalized-odds gap is below 0.1). A non-finite loss or gradient stops the run at once,
-naming the step; the last checkpoint before it is intact.
+gender and race x gender; less ``config.eval.final_only_splits``, evaluated once at the end) and a
+checkpoint that carries those metrics, from which the selection rule picks the checkpoint the final
+report describes (seed 000 §8.2: the lowest validation loss among the checkpoints whose equalized-odds
+gap is below 0.1). A non-finite loss or gradient stops the run at once, naming the step; the last
+checkpoint before it is intact.
 """
 
 import functools
@@ -18,7 +19,6 @@ import json
 import os
 import warnings
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,7 +27,7 @@ from fairjax import paths
 from fairjax.data import augment
 from fairjax.data import experiment as data_experiment
 from fairjax.data import pipeline
-from fairjax.metrics import report as report_lib
+from fairjax.metrics import group_report as report_lib
 from fairjax.models import protocols as model_protocols
 from fairjax.models import registry as model_registry
 from fairjax.report import run_report
@@ -37,6 +37,7 @@ from fairjax.train import config as config_lib
 from fairjax.train import distributed
 from fairjax.train import evaluate
 from fairjax.train import evaluators as evaluators_lib
+from fairjax.train import events
 from fairjax.train import objectives
 from fairjax.train import optimizers
 from fairjax.train import progress
@@ -258,15 +259,13 @@ def train_and_evaluate(config, workdir) -> dict:
   if run.chief:
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
   run.open_checkpoints()
-  # CLU's writers import TensorFlow (seconds): only once the run is known to start.
-  from clu import metric_writers  # pylint: disable=g-import-not-at-top
-  writer = metric_writers.create_default_writer(run.workdir, just_logging=not run.chief)
+  writer = events.EventWriter(run.workdir, write=run.chief)
   start = run.checkpointer.latest_step() or 0
-  if start:
-    logging.info("resuming from the checkpoint of step %d", start)
   state = run.runner.put_state(run.restore(start) if start else run.host_state)
   history = progress.History(run.workdir, start, write=run.chief)
   bar = progress.ProgressBar(run.total_steps, start, run.batch_size, show=run.chief)
+  if start:  # a restart after a kill or a preemption says where it picks up
+    bar.write(f"resuming from the checkpoint of step {start} of {run.total_steps}")
   log_every = config.train.log_every_steps
   last_results, window, pending = None, [], None
   try:
@@ -314,7 +313,7 @@ def train_and_evaluate(config, workdir) -> dict:
     return _final_report(run, state, last_results, history, writer)
   finally:
     bar.close()
-    writer.flush()
+    writer.close()
     run.checkpointer.close()
 
 

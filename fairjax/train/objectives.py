@@ -57,7 +57,8 @@ class GroupRateTerm(Protocol):
     """``(term, objective_state, metrics)`` of the model's outputs on this device's rows."""
 
 
-_OBJECTIVES = Registry("objective")
+# CLIP's contrastive loss lives with the rest of CLIP, in fairjax.clip (above this package).
+_OBJECTIVES = Registry("objective", elsewhere={"clip_contrastive": "fairjax.clip.objectives"})
 register = _OBJECTIVES.register
 
 

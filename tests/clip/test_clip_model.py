@@ -15,7 +15,7 @@ import optax
 import pytest
 
 from fairjax import clip
-from fairjax.models import clip as clip_lib
+from fairjax.clip import model as clip_lib
 from fairjax.models import registry
 
 TESTDATA = os.path.join(os.path.dirname(__file__), "testdata")

@@ -13,7 +13,7 @@ from sklearn import metrics as skm
 from fairjax.clip import prompts
 from fairjax.clip import zero_shot
 from fairjax.data import schema
-from fairjax.metrics import report as report_lib
+from fairjax.metrics import group_report as report_lib
 
 D = 12
 E = np.eye(D)
@@ -45,7 +45,7 @@ def _planted(n_per_cell=30, seed=0):
 def _audit(*args, **kwargs):
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", report_lib.FairnessWarning)
-    return zero_shot.audit(*args, **kwargs)
+    return zero_shot.evaluate(*args, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +197,7 @@ def test_four_images_by_hand():
   gender, race = np.array([0, 0, 1, 1]), np.array([0, 1, 2, 2])
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", report_lib.FairnessWarning)
-    result = zero_shot.audit(images, gender, race, {"set": E[:2]}, SCALE, groupings=("race",))
+    result = zero_shot.evaluate(images, gender, race, {"set": E[:2]}, SCALE, groupings=("race",))
   audit = result.gender["set"]
   np.testing.assert_allclose(audit.p_female, [0.12, 0.62, 0.72, 0.33], atol=1e-5)
   # At 0.5: [m, f, f, m] against [m, m, f, f].
@@ -221,7 +221,7 @@ def test_equal_probabilities_are_male_at_half_as_seed_003s_strict_threshold():
   gender, race = np.array([0, 1, 1]), np.array([0, 0, 0])
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", report_lib.FairnessWarning)
-    result = zero_shot.audit(images, gender, race, {"set": E[:2]}, SCALE, ensembles={}, groupings=("race",))
+    result = zero_shot.evaluate(images, gender, race, {"set": E[:2]}, SCALE, ensembles={}, groupings=("race",))
   audit = result.gender["set"]
   assert audit.p_female[2] == 0.5
   assert audit.default.predicted_share["male"] == pytest.approx(2 / 3)
@@ -235,7 +235,7 @@ def test_unknown_labels_are_skipped_and_counted():
   gender[:3], race[5:7] = -1, -1
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", report_lib.FairnessWarning)
-    result = zero_shot.audit(images, gender, race, {"man/woman": sets["man/woman"]}, SCALE,
+    result = zero_shot.evaluate(images, gender, race, {"man/woman": sets["man/woman"]}, SCALE,
                              groupings=("race",))
   assert result.num_examples == len(images) - 5
   assert result.skipped == {"unknown_gender": 3, "unknown_race": 2}
@@ -265,7 +265,7 @@ def test_bad_input_is_a_clear_error(change, message):
                "ensembles": None, "thresholds": report_lib.DEFAULT_THRESHOLDS, "groupings": ("race",)}
   change(arguments)
   with pytest.raises(ValueError, match=message):
-    zero_shot.audit(arguments["images"], arguments["gender"], arguments["race"], arguments["prompts"],
+    zero_shot.evaluate(arguments["images"], arguments["gender"], arguments["race"], arguments["prompts"],
                     arguments["logit_scale"], ensembles=arguments["ensembles"],
                     thresholds=arguments["thresholds"], groupings=arguments["groupings"])
 

@@ -12,7 +12,7 @@ from fairjax import clip
 from fairjax.clip import debias
 from fairjax.clip import prompts
 from fairjax.clip import zero_shot
-from fairjax.metrics import report as report_lib
+from fairjax.metrics import group_report as report_lib
 from fairjax.metrics import retrieval
 
 CHECKPOINT = os.path.join(os.path.dirname(__file__), "testdata", "eos_gelu")
@@ -35,7 +35,7 @@ def test_audit_of_the_tiny_checkpoint(tmp_path):
   embedded = prompts.embed_prompt_sets(sets, encode_text)
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", report_lib.FairnessWarning)
-    result = zero_shot.audit(image_embeddings, gender, race, embedded, params["logit_scale"],
+    result = zero_shot.evaluate(image_embeddings, gender, race, embedded, params["logit_scale"],
                              groupings=("race",))
 
   # The audit's probabilities are the model's own logits_per_image, softmaxed over each set's classes.

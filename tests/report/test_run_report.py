@@ -15,7 +15,7 @@ import pytest
 
 from fairjax.audit import core as audit_core
 from fairjax.data import groups
-from fairjax.metrics import report as report_lib
+from fairjax.metrics import group_report as report_lib
 from fairjax.models import heads as heads_lib
 from fairjax.models.heads import HeadSpec
 from fairjax.report import run_report

@@ -12,7 +12,7 @@ import pytest
 
 from fairjax.data import groups
 from fairjax.metrics import regression
-from fairjax.metrics import report as report_lib
+from fairjax.metrics import group_report as report_lib
 from fairjax.models import forward as forward_lib
 from fairjax.models import heads as heads_lib
 from fairjax.models import registry

@@ -1,7 +1,6 @@
 """The `standard` objective on registry models, through the one step under pmap and shard_map."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -53,13 +52,17 @@ def _reference_loss(model, params, batch):
   return (per_example * mask).sum() / mask.sum() + registry.l2_penalty(model, params["model"])
 
 
+# Each model under both mappers, one on one device and the other on four, so that the two models
+# together cover every mapper x device count (each combination compiles the step anew: seconds apiece).
 @pytest.mark.slow
-@pytest.mark.parametrize("name, overrides", [
-    ("utk_gender_cnn", dict(input_shape=(32, 32, 3), dropout=0.0, conv_implementation="lax")),
+@pytest.mark.parametrize("name, overrides, layouts", [
+    ("utk_gender_cnn", dict(input_shape=(32, 32, 3), dropout=0.0, conv_implementation="lax"),
+     (("pmap", 1), ("shard_map", 4))),
     # seed 000 §6.3: two sigmoid units and an L2 penalty on every convolution.
-    ("tripathi_gender_cnn", dict(input_shape=(16, 16, 1), conv_dropout=0.0, dropout=0.0, conv_implementation="lax")),
+    ("tripathi_gender_cnn", dict(input_shape=(16, 16, 1), conv_dropout=0.0, dropout=0.0, conv_implementation="lax"),
+     (("pmap", 4), ("shard_map", 1))),
 ])
-def test_standard_objective_is_the_global_loss_on_1_and_4_devices(name, overrides):
+def test_standard_objective_is_the_global_loss_on_1_and_4_devices(name, overrides, layouts):
   model, objective, tx, state, batches = _setup(name, **overrides)
   train_step = step_lib.make_train_step(objective, tx, model.apply)
   # Reference: plain Adam on the unmapped loss.
@@ -68,11 +71,11 @@ def test_standard_objective_is_the_global_loss_on_1_and_4_devices(name, override
     grads = jax.grad(_reference_loss, argnums=1)(model, params, b)
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-  for devices in (jax.devices()[:1], jax.devices()[:4]):
-    for run in (_pmap, _shard_map):
-      got, metrics = run(state, batches, train_step, devices)
-      jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), got, params)
-      assert bool(metrics["finite"])
+  for mapper, count in layouts:
+    run = {"pmap": _pmap, "shard_map": _shard_map}[mapper]
+    got, metrics = run(state, batches, train_step, jax.devices()[:count])
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), got, params)
+    assert bool(metrics["finite"])
   if model.l2_factors():
     assert float(metrics["l2_penalty"]) > 0
 

@@ -54,7 +54,7 @@ from fairjax.data import experiment
 from fairjax.data import pipeline
 from fairjax.data import plans
 from fairjax.data import schema
-from fairjax.metrics import report as report_lib
+from fairjax.metrics import group_report as report_lib
 from fairjax.metrics import retrieval
 
 METHODS = ("none", "subspace", "subspace_seed", "prompt_projection", "calibrated")
@@ -134,7 +134,7 @@ class MethodResult:
   """One debiasing method's audit, retrieval bias and fit."""
 
   method: str
-  audit: zero_shot.ZeroShotAudit
+  audit: zero_shot.ZeroShotResult
   retrieval: dict           # attribute -> str(k) -> RetrievalBias.summary(); skipped k listed
   fit: dict                 # what was fitted, on what (JSON-able)
   left_out: dict            # prompt set -> why it was not audited under this method
@@ -470,7 +470,7 @@ def retrieval_bias(queries, x, gender, race, ks, desired) -> dict:
 
 def run(options: Options, log=print) -> dict:
   """The whole audit: files under ``options.output_dir``; returns what ``OUT/summary.json`` holds."""
-  from fairjax.clip import audit_report  # pylint: disable=g-import-not-at-top  (matplotlib)
+  from fairjax.clip import checkpoint_audit_report  # pylint: disable=g-import-not-at-top  (matplotlib)
   options = check_options(options)
   sets = prompt_sets(options.prompt_sets)
   gender_sets = [n for n, s in sets.items() if s.attribute == "gender"]
@@ -526,15 +526,15 @@ def run(options: Options, log=print) -> dict:
       raise CLIPAuditError(f"{method}: no gender prompt set is left to audit ({left_out})")
     with warnings.catch_warnings():  # undefined figures are listed in each summary.json
       warnings.simplefilter("ignore", report_lib.FairnessWarning)
-      result = zero_shot.audit(x, audited.gender, audited.race, classes, logit_scale,
+      result = zero_shot.evaluate(x, audited.gender, audited.race, classes, logit_scale,
                                groupings=options.groupings, num_resamples=options.num_resamples,
                                seed=options.seed)
     bias = retrieval_bias(queries, x, audited.gender, audited.race, options.retrieval_k,
                           options.retrieval_desired)
     results[method] = MethodResult(method, result, bias, info, left_out)
-    audit_report.write_method(results[method], os.path.join(options.output_dir, method), options.plots)
-  summary = audit_report.summarise(results, options, base_key, len(audited.gender),
+    checkpoint_audit_report.write_method(results[method], os.path.join(options.output_dir, method), options.plots)
+  summary = checkpoint_audit_report.summarise(results, options, base_key, len(audited.gender),
                                    fit_size=None if fit is None else len(fit.gender),
                                    from_cache=audited.from_cache)
-  audit_report.write_summary(summary, options.output_dir)
+  checkpoint_audit_report.write_summary(summary, options.output_dir)
   return summary

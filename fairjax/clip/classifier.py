@@ -1,6 +1,6 @@
 r"""CLIP as a registered classifier: zero-shot heads from class prompts, so the training harness runs it.
 
-``clip_zero_shot`` wraps ``fairjax.models.clip.CLIP`` in the registry's output contract:
+``clip_zero_shot`` wraps ``fairjax.clip.model.CLIP`` in the registry's output contract:
 ``apply(variables, images, train=...)`` returns ``{'embedding': image embedding [B, D], 'gender': [B, 2],
 'race': [B, 5]}`` (the heads asked for), where a head's output for one prompt set is CLIP's own
 ``logits_per_image`` against the set's class embeddings,
@@ -17,12 +17,12 @@ or ``EXTRA_PROMPT_SETS``) and go through the text tower in every forward pass, s
   * seed 000 §8.2's fine-tune ("each image against its two gender prompts", cross-entropy) is the
     ``standard`` objective on this model, training both towers, and the fairness objectives
     (``constrained`` and the other rate objectives) plug in unchanged on its heads;
-  * the contrastive objective (``fairjax.train.clip_objectives``) reads image and caption embeddings
+  * the contrastive objective (``fairjax.clip.objectives``) reads image and caption embeddings
     through ``contrastive``.
 
 Parameters sit under ``params['clip']`` and are CLIP's exactly. ``checkpoint=DIR`` starts them from a
 Hugging Face CLIP folder (its ``config.json`` gives the architecture, its tokenizer the prompts' ids);
-without one they are initialised afresh from ``architecture`` (``fairjax.models.clip.CLIPConfig``
+without one they are initialised afresh from ``architecture`` (``fairjax.clip.model.CLIPConfig``
 fields, the vocabulary's size and special ids taken from the tokenizer). ``tokenizer='captions'``
 builds the CLIP-format BPE of the face captions and the seeds' prompts (``fairjax.clip.tokenizer``).
 Three hooks extend the training run: ``pretrained_variables`` (the registry's ``init_variables``
@@ -48,7 +48,7 @@ from fairjax import paths
 from fairjax.clip import pretrained as pretrained_lib
 from fairjax.clip import prompts as prompts_lib
 from fairjax.data import captions
-from fairjax.models import clip as clip_lib
+from fairjax.clip import model as clip_lib
 from fairjax.models import heads as heads_lib
 from fairjax.models import registry
 

@@ -10,9 +10,9 @@ import numpy as np
 import optax
 import pytest
 
-from fairjax.models import clip as clip_lib
+from fairjax.clip import model as clip_lib
 from fairjax.models import registry
-from fairjax.train import clip_objectives
+from fairjax.clip import objectives as clip_objectives
 from fairjax.train import objectives
 from fairjax.train import step as step_lib
 from fairjax.train.state import TrainState

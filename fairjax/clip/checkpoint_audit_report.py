@@ -1,6 +1,6 @@
-"""Files of the CLIP audit command (``fairjax.clip.audit``): every method's own, and the comparison.
+"""Files of the CLIP audit command (``fairjax.clip.checkpoint_audit``): every method's own, and the comparison.
 
-  OUT/<method>/          the zero-shot audit's files (``fairjax.report.clip_report``), plus
+  OUT/<method>/          the zero-shot audit's files (``fairjax.clip.zero_shot_report``), plus
                          retrieval.json (MaxSkew@k / NDKL by gender and race) and debias.json (the fit)
   OUT/summary.json       the headline figures of every method side by side, and the seeds' numbers
   OUT/report.md          the same as tables
@@ -19,10 +19,10 @@ import json
 import math
 import os
 
-from fairjax.clip import debias
 from fairjax.clip import prompts
-from fairjax.clip import zero_shot
-from fairjax.report import clip_report
+from fairjax import markdown as markdown_lib
+from fairjax.clip import references
+from fairjax.clip import zero_shot_report
 
 # (key, column title) of the classification tables.
 COLUMNS = (("accuracy", "accuracy"), ("macro_accuracy", "macro acc."), ("macro_f1", "macro F1"),
@@ -30,24 +30,24 @@ COLUMNS = (("accuracy", "accuracy"), ("macro_accuracy", "macro acc."), ("macro_f
            ("tpr_gap_race", "TPR gap race"), ("fpr_gap_race", "FPR gap race"), ("di_race", "DI race"),
            ("accuracy_gap_gender", "acc. gap gender"), ("accuracy_ratio_gender", "acc. ratio gender"),
            ("race_macro_accuracy", "race macro acc."), ("race_macro_f1", "race macro F1"))
-_SEED_GENDER = zero_shot.SEED_000["gender"]["accuracy_by_group"]
+_SEED_GENDER = references.SEED_000_ZERO_SHOT["gender"]["accuracy_by_group"]
 # The seeds' numbers in the table's terms (OpenAI CLIP on UTKFace: references, not targets).
 REFERENCE_ROWS = (
     ("seed 000 §7.3 (before)", {
-        "macro_accuracy": zero_shot.SEED_000["gender"]["macro_accuracy"],
-        "macro_f1": zero_shot.SEED_000["gender"]["macro_f1"],
+        "macro_accuracy": references.SEED_000_ZERO_SHOT["gender"]["macro_accuracy"],
+        "macro_f1": references.SEED_000_ZERO_SHOT["gender"]["macro_f1"],
         "accuracy_gap_gender": abs(_SEED_GENDER["male"] - _SEED_GENDER["female"]),
         "accuracy_ratio_gender": min(_SEED_GENDER.values()) / max(_SEED_GENDER.values()),
-        "race_macro_accuracy": zero_shot.SEED_000["race"]["macro_accuracy"],
-        "race_macro_f1": zero_shot.SEED_000["race"]["macro_f1"]}),
-    (f"seed 000 §8.3 (subspace, α = {debias.SEED_000_SUBSPACE['alpha']})", {
-        "macro_accuracy": debias.SEED_000_SUBSPACE["macro_accuracy"],
-        "macro_f1": debias.SEED_000_SUBSPACE["macro_f1"],
-        "accuracy_gap_gender": debias.SEED_000_SUBSPACE["tpr_difference"],
-        "accuracy_ratio_gender": debias.SEED_000_SUBSPACE["disparate_impact"]}),
+        "race_macro_accuracy": references.SEED_000_ZERO_SHOT["race"]["macro_accuracy"],
+        "race_macro_f1": references.SEED_000_ZERO_SHOT["race"]["macro_f1"]}),
+    (f"seed 000 §8.3 (subspace, α = {references.SEED_000_SUBSPACE['alpha']})", {
+        "macro_accuracy": references.SEED_000_SUBSPACE["macro_accuracy"],
+        "macro_f1": references.SEED_000_SUBSPACE["macro_f1"],
+        "accuracy_gap_gender": references.SEED_000_SUBSPACE["tpr_difference"],
+        "accuracy_ratio_gender": references.SEED_000_SUBSPACE["disparate_impact"]}),
 ) + tuple((f"seed 003 {name} (before)", {"accuracy": seed["accuracy_at_0.5"], "predicted_male": seed["predicted_male"],
                                           "true_male": seed["true_male"]})
-          for name, seed in zero_shot.SEED_003.items())
+          for name, seed in references.SEED_003_ZERO_SHOT.items())
 METHOD_TITLES = {
     "none": "none (as trained)",
     "subspace": "subspace, defining sets",
@@ -116,8 +116,8 @@ def summarise(results: dict, options, key: dict, num_examples: int, fit_size, fr
       "image_transform": key["transform"],
       "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(options).items() if k != "data"},
       "methods": {m: method_summary(r, headline) for m, r in results.items()},
-      "reference": {"seed_000_7_3": zero_shot.SEED_000, "seed_000_8_3": debias.SEED_000_SUBSPACE,
-                    "seed_003": zero_shot.SEED_003, "rows": dict(REFERENCE_ROWS)},
+      "reference": {"seed_000_7_3": references.SEED_000_ZERO_SHOT, "seed_000_8_3": references.SEED_000_SUBSPACE,
+                    "seed_003": references.SEED_003_ZERO_SHOT, "rows": dict(REFERENCE_ROWS)},
   }
 
 
@@ -134,9 +134,9 @@ def write_method(result, directory: str, plots: bool = True) -> None:
     with open(os.path.join(directory, "summary.json"), "w") as f:
       json.dump(result.audit.summary(), f, indent=2, allow_nan=False)
     with open(os.path.join(directory, "results.md"), "w") as f:
-      f.write(clip_report.markdown(result.audit))
+      f.write(zero_shot_report.markdown(result.audit))
     for name in list(result.audit.gender) + list(result.audit.race):
-      folder = os.path.join(directory, clip_report.slug(name))
+      folder = os.path.join(directory, zero_shot_report.slug(name))
       os.makedirs(folder, exist_ok=True)
       result.audit.by_group(name).to_csv(os.path.join(folder, "by_group.csv"), index=False, na_rep="NaN")
   for name, value in (("retrieval.json", result.retrieval),
@@ -160,13 +160,7 @@ def write_summary(summary: dict, directory: str) -> None:
 
 
 def fmt(value, pct: bool = False) -> str:
-  if value is None or (isinstance(value, float) and not math.isfinite(value)):
-    return "—"
-  return f"{100 * value:.1f} %" if pct else f"{value:.3f}"
-
-
-def row(cells) -> str:
-  return "| " + " | ".join(cells) + " |"
+  return markdown_lib.number(value, 1, percent=True) if pct else markdown_lib.number(value)
 
 
 def figure_cells(figures: dict) -> list[str]:
@@ -182,41 +176,40 @@ def figure_cells(figures: dict) -> list[str]:
 
 def classification_table(labelled_figures, references=True) -> list[str]:
   """``labelled_figures``: (row title, figures or None); the seeds' reference rows follow."""
-  lines = [row(["method"] + [title for _, title in COLUMNS]), row(["---"] * (len(COLUMNS) + 1))]
-  for title, figures in labelled_figures:
-    lines.append(row([title] + (figure_cells(figures) if figures else ["left out"] + [""] * (len(COLUMNS) - 1))))
+  rows = [[title] + (figure_cells(figures) if figures else ["left out"] + [""] * (len(COLUMNS) - 1))
+          for title, figures in labelled_figures]
   if references:
-    for title, figures in REFERENCE_ROWS:
-      lines.append(row([f"*{title}*"] + figure_cells(figures)))
-  return lines
+    rows += [[f"*{title}*"] + figure_cells(figures) for title, figures in REFERENCE_ROWS]
+  return markdown_lib.table(["method"] + [title for _, title in COLUMNS], rows)
 
 
 def retrieval_table(summary: dict) -> list[str]:
   ks = summary["options"]["retrieval_k"]
   header = ["method"] + [f"{m} {a} @{k}" for k in ks for a in ("gender", "race") for m in ("MaxSkew", "NDKL")]
-  lines = [row(header), row(["---"] * len(header))]
+  rows = []
   for method, figures in summary["methods"].items():
     cells = []
     for k in ks:
       for attribute in ("gender", "race"):
         entry = figures["retrieval"][attribute][str(k)]
-        cells += ([fmt(entry["max_skew"]), fmt(entry["ndkl"])] if "skipped" not in entry else ["—", "—"])
-    lines.append(row([METHOD_TITLES[method]] + cells))
-  return lines
+        cells += ([fmt(entry["max_skew"]), fmt(entry["ndkl"])] if "skipped" not in entry
+                  else [markdown_lib.MISSING] * 2)
+    rows.append([METHOD_TITLES[method]] + cells)
+  return markdown_lib.table(header, rows)
 
 
 def sets_table(summary: dict) -> list[str]:
   methods = list(summary["methods"])
   names = list(dict.fromkeys(n for m in methods for n in summary["methods"][m]["sets"]))
-  lines = [row(["gender set"] + [METHOD_TITLES[m] for m in methods]), row(["---"] * (len(methods) + 1))]
+  rows = []
   for name in names:
     cells = []
     for m in methods:
       entry = summary["methods"][m]["sets"].get(name)
       cells.append("left out" if entry is None else
                    f"{fmt(entry['accuracy'])} / {fmt(entry['predicted_male'], True)}")
-    lines.append(row([name] + cells))
-  return lines
+    rows.append([name] + cells)
+  return markdown_lib.table(["gender set"] + [METHOD_TITLES[m] for m in methods], rows)
 
 
 def fit_notes(summary: dict) -> list[str]:
@@ -256,7 +249,7 @@ def markdown(summary: dict) -> str:
             "(seed 000's TPR/FPR gap and disparate impact). Race: the `race` set's 5-way zero-shot. "
             "*Italic rows* are the seeds' numbers for OpenAI CLIP ViT-B/32 on UTKFace: references, not targets.", ""]
   lines += classification_table([(METHOD_TITLES[m], f["at_0.5"]) for m, f in methods.items()])
-  lines += ["", f"## The same at the best threshold (highest macro F1 over 0.05 ... 0.95, chosen on the audited "
+  lines += ["", "## The same at the best threshold (highest macro F1 over 0.05 ... 0.95, chosen on the audited "
             "split itself, as seed 003 chooses it)", ""]
   lines += classification_table([(f"{METHOD_TITLES[m]} (at {fmt(f['at_best']['threshold'])})" if f["at_best"]
                                   else METHOD_TITLES[m], f["at_best"]) for m, f in methods.items()],

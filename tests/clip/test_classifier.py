@@ -13,7 +13,7 @@ import pytest
 from fairjax import clip
 from fairjax.clip import zero_shot
 from fairjax.data import captions
-from fairjax.models import clip_classifier
+from fairjax.clip import classifier as clip_classifier
 from fairjax.models import registry
 
 TESTDATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "clip", "testdata")

@@ -5,7 +5,7 @@ Layout::
   DIR/summary.json                       every set's figures and group reports, the seeds' numbers
   DIR/results.md                         the tables of all sets side by side, seed 003's format
   DIR/error_share_by_race.png            share of the errors from each race, every gender set
-  DIR/<set>/by_group.csv                 the set's group reports stacked (``ZeroShotAudit.by_group``)
+  DIR/<set>/by_group.csv                 the set's group reports stacked (``ZeroShotResult.by_group``)
   DIR/<set>/threshold_sweep.png          gender sets: accuracy and macro F1 over the threshold
   DIR/<set>/confusion_by_race_<at>.png   gender sets: one matrix per race, at 0.5 and at the best
   DIR/<set>/confusion_by_gender.png      race sets: one matrix for all and one per gender
@@ -15,7 +15,6 @@ Layout::
 """
 
 import json
-import math
 import os
 import re
 import shutil
@@ -24,7 +23,8 @@ import tempfile
 import numpy as np
 import pandas as pd
 
-from fairjax.clip import zero_shot
+from fairjax import markdown as markdown_lib
+from fairjax.clip import references
 from fairjax.data import schema
 from fairjax.report import plots
 from fairjax.report import run_report
@@ -121,18 +121,18 @@ def _gender_table(result) -> list[str]:
            "Female if P(female) > threshold; the best threshold maximises macro F over 0.05 ... 0.95; "
            f"error share: of all errors at the best threshold, the share from each race ({races} = "
            f"{', '.join(schema.RACES)}).", "",
-           _row(["prompt set", "predicted male", "true male", "best threshold", "macro F at best",
+           markdown_lib.row(["prompt set", "predicted male", "true male", "best threshold", "macro F at best",
                  "accuracy at best", "accuracy at 0.5", f"error share {races}"]),
-           _row(["---"] * 8)]
+           markdown_lib.row(["---"] * 8)]
   for name, audit in result.gender.items():
     shares = " / ".join(_fixed(v) for v in audit.best.error_share_by_race.values())
-    lines.append(_row([name, _pct(audit.default.predicted_share["male"]), _pct(audit.true_share["male"]),
+    lines.append(markdown_lib.row([name, _pct(audit.default.predicted_share["male"]), _pct(audit.true_share["male"]),
                        f"{audit.best.threshold:g}", _fixed(audit.sweep["best_macro_f1"]["macro_f1"]),
                        _fixed(audit.best.accuracy), _fixed(audit.default.accuracy), shares]))
-    seed = zero_shot.SEED_003.get(name)
+    seed = references.SEED_003_ZERO_SHOT.get(name)
     if seed is not None:
       given = " / ".join(_fixed(seed["error_share_by_race"].get(r)) for r in schema.RACES)
-      lines.append(_row([f"{name} (seed 003)", _pct(seed["predicted_male"]), _pct(seed["true_male"]),
+      lines.append(markdown_lib.row([f"{name} (seed 003)", _pct(seed["predicted_male"]), _pct(seed["true_male"]),
                          f"{seed['best_threshold']:g}", _fixed(seed["best_macro_f1"]),
                          _fixed(seed["accuracy_at_best"]), _fixed(seed["accuracy_at_0.5"]), given]))
   return lines
@@ -140,14 +140,14 @@ def _gender_table(result) -> list[str]:
 
 def _gender_macro_table(result) -> list[str]:
   lines = ["## Gender macro figures (seed 000 §7.3.1)", "",
-           _row(["prompt set", "at", "macro accuracy", "macro F1", "accuracy male", "accuracy female"]),
-           _row(["---"] * 6)]
+           markdown_lib.row(["prompt set", "at", "macro accuracy", "macro F1", "accuracy male", "accuracy female"]),
+           markdown_lib.row(["---"] * 6)]
   for name, audit in result.gender.items():
     for point in (audit.default, audit.best):
-      lines.append(_row([name, f"{point.threshold:g}", _fixed(point.macro_accuracy), _fixed(point.macro_f1)]
+      lines.append(markdown_lib.row([name, f"{point.threshold:g}", _fixed(point.macro_accuracy), _fixed(point.macro_f1)]
                         + [_fixed(point.accuracy_by_gender[c]) for c in schema.GENDERS]))
-  seed = zero_shot.SEED_000["gender"]
-  lines.append(_row(["seed 000 §7.3", "", _fixed(seed["macro_accuracy"]), _fixed(seed["macro_f1"])]
+  seed = references.SEED_000_ZERO_SHOT["gender"]
+  lines.append(markdown_lib.row(["seed 000 §7.3", "", _fixed(seed["macro_accuracy"]), _fixed(seed["macro_f1"])]
                     + [_fixed(seed["accuracy_by_group"][c]) for c in schema.GENDERS]))
   return lines
 
@@ -155,48 +155,42 @@ def _gender_macro_table(result) -> list[str]:
 def _disparity_table(result) -> list[str]:
   # By race only: every race x gender group of a gender classifier has only positives or only
   # negatives, so its TPR and FPR gaps are the race grouping's (both are in by_group.csv).
-  pairs = [f"DI {a}/{b}" for a, b in zero_shot.SEED_PAIRS]
+  pairs = [f"DI {a}/{b}" for a, b in references.SEED_000_RACE_PAIRS]
   lines = ["## Gender prediction: disparities by race", "",
            "Positive class female; DI ratio = smallest selection rate / largest; gaps = largest - smallest.",
-           "", _row(["prompt set", "at"] + [title for _, title in DISPARITY_COLUMNS] + pairs),
-           _row(["---"] * (2 + len(DISPARITY_COLUMNS) + len(pairs)))]
+           "", markdown_lib.row(["prompt set", "at"] + [title for _, title in DISPARITY_COLUMNS] + pairs),
+           markdown_lib.row(["---"] * (2 + len(DISPARITY_COLUMNS) + len(pairs)))]
   for name, audit in result.gender.items():
     for point in (audit.default, audit.best):
       summary = point.reports["race"].summary
       cells = [_fixed(summary["differences"][key] if key == "fpr" else summary[key])
                for key, _ in DISPARITY_COLUMNS]
-      lines.append(_row([name, f"{point.threshold:g}"] + cells
+      lines.append(markdown_lib.row([name, f"{point.threshold:g}"] + cells
                         + [_fixed(v) for v in point.disparate_impact_pairs.values()]))
   return lines
 
 
 def _race_table(result) -> list[str]:
-  pairs = [f"{a}/{b}" for a, b in zero_shot.SEED_PAIRS]
+  pairs = [f"{a}/{b}" for a, b in references.SEED_000_RACE_PAIRS]
   header = ["prompt set", "accuracy", "macro accuracy", "macro F1"] + [f"correct {r}" for r in schema.RACES]
   lines = ["## Race from prompt sets (seed 000 §7.3)", "",
            "Argmax over the five races; correct <race>: share of that race's images classified as it "
            "(seed 000's per-race selection rate), and its ratios.", "",
-           _row(header + pairs), _row(["---"] * (len(header) + len(pairs)))]
+           markdown_lib.row(header + pairs), markdown_lib.row(["---"] * (len(header) + len(pairs)))]
   for name, audit in result.race.items():
-    lines.append(_row([name, _fixed(audit.accuracy), _fixed(audit.macro_accuracy), _fixed(audit.macro_f1)]
+    lines.append(markdown_lib.row([name, _fixed(audit.accuracy), _fixed(audit.macro_accuracy), _fixed(audit.macro_f1)]
                       + [_fixed(audit.accuracy_by_race[r]) for r in schema.RACES]
                       + [_fixed(audit.accuracy_ratio[p]) for p in pairs]))
-  seed = zero_shot.SEED_000["race"]
-  lines.append(_row(["seed 000 §7.3", "", _fixed(seed["macro_accuracy"]), _fixed(seed["macro_f1"])]
+  seed = references.SEED_000_ZERO_SHOT["race"]
+  lines.append(markdown_lib.row(["seed 000 §7.3", "", _fixed(seed["macro_accuracy"]), _fixed(seed["macro_f1"])]
                     + [_fixed(seed["accuracy_by_group"][r]) for r in schema.RACES]
                     + [_fixed(seed["accuracy_ratio"][p]) for p in pairs]))
   return lines
 
 
-def _row(cells) -> str:
-  return "| " + " | ".join(cells) + " |"
-
-
 def _fixed(value) -> str:
-  if value is None or (isinstance(value, float) and math.isnan(value)):
-    return "—"
-  return f"{value:.4f}"
+  return markdown_lib.number(value, 4)
 
 
 def _pct(value) -> str:
-  return "—" if value is None else f"{100 * value:.2f} %"
+  return markdown_lib.number(value, 2, percent=True)

@@ -12,9 +12,8 @@ import pytest
 import transformers
 
 from fairjax import clip
-from fairjax.clip import audit
+from fairjax.clip import checkpoint_audit
 from fairjax.clip import images as images_lib
-from fairjax.clip import prompts
 from fairjax.data import datasets
 from fairjax.data import plans
 
@@ -73,8 +72,8 @@ def test_encoded_rows_match_the_processor_path():
   processor = clip.load_processor(CHECKPOINT)
   transform = images_lib.ImageTransform.from_processor(processor.image_processor)
   loaded = datasets.load("synthetic_faces", "test", num_examples=7)
-  rows = audit.Rows("test", loaded.source, plans.as_plan(loaded.metadata).iloc[[5, 0, 3, 6, 1]], [])
-  embedded = audit.encode_rows(rows, images_lib.image_encoder(model, params, transform), batch_size=2)
+  rows = checkpoint_audit.Rows("test", loaded.source, plans.as_plan(loaded.metadata).iloc[[5, 0, 3, 6, 1]], [])
+  embedded = checkpoint_audit.encode_rows(rows, images_lib.image_encoder(model, params, transform), batch_size=2)
   faces = np.stack([loaded.source[i]["image"] for i in (5, 0, 3, 6, 1)])
   reference = np.asarray(model.apply({"params": params}, processor.images(list(faces)), method=model.encode_image))
   cosine = np.sum(embedded.embeddings * reference, 1) / np.linalg.norm(embedded.embeddings, axis=1) / \
@@ -86,18 +85,18 @@ def test_encoded_rows_match_the_processor_path():
 
 
 def test_embedding_cache_is_keyed(tmp_path):
-  embedded = audit.Embedded(np.ones((3, 4), np.float32), np.array([0, 1, 0]), np.array([1, 2, 3]), np.arange(3))
+  embedded = checkpoint_audit.Embedded(np.ones((3, 4), np.float32), np.array([0, 1, 0]), np.array([1, 2, 3]), np.arange(3))
   path = str(tmp_path / "embeddings" / "test.npz")
-  assert audit.read_cache(path, {"split": "test"}) is None
-  audit.write_cache(path, {"split": "test"}, embedded)
-  again = audit.read_cache(path, {"split": "test"})
+  assert checkpoint_audit.read_cache(path, {"split": "test"}) is None
+  checkpoint_audit.write_cache(path, {"split": "test"}, embedded)
+  again = checkpoint_audit.read_cache(path, {"split": "test"})
   assert again.from_cache and not embedded.from_cache
   np.testing.assert_array_equal(again.embeddings, embedded.embeddings)
   np.testing.assert_array_equal(again.race, embedded.race)
-  assert audit.read_cache(path, {"split": "test", "num_examples": 2}) is None  # another key: encode again
+  assert checkpoint_audit.read_cache(path, {"split": "test", "num_examples": 2}) is None  # another key: encode again
   with open(path, "wb") as f:  # a torn file is encoded again, not an error
     f.write(b"not npz")
-  assert audit.read_cache(path, {"split": "test"}) is None
+  assert checkpoint_audit.read_cache(path, {"split": "test"}) is None
 
 
 # ------------------------------------------------------------------------------------- debiasing
@@ -109,7 +108,7 @@ def _planted_texts(rng, dim, gender_axis):
   gendered = np.stack([base + gender_axis, base - gender_axis], 1)
   unit = lambda a: a / np.linalg.norm(a, axis=-1, keepdims=True)
   classes = {"set": unit(np.stack([rng.normal(size=dim) + 3 * gender_axis, rng.normal(size=dim) - 3 * gender_axis]))}
-  return audit.Texts(classes, unit(rng.normal(size=(4, dim))), unit(rng.normal(size=(6, dim))),
+  return checkpoint_audit.Texts(classes, unit(rng.normal(size=(4, dim))), unit(rng.normal(size=(6, dim))),
                      unit(rng.normal(size=(5, 2, dim))), unit(gendered))
 
 
@@ -118,15 +117,15 @@ def test_defining_sets_find_the_gender_direction_and_the_seeds_sets_do_not():
   dim, axis = 16, np.eye(16)[0] * 2.0
   gender = np.repeat([0, 1], 100)
   x = rng.normal(size=(200, dim)) + np.where(gender[:, None] == 0, axis, -axis)
-  fit = audit.Embedded(x.astype(np.float32), gender, np.zeros(200, np.int64), np.arange(200))
+  fit = checkpoint_audit.Embedded(x.astype(np.float32), gender, np.zeros(200, np.int64), np.arange(200))
   texts = _planted_texts(rng, dim, axis)
-  options = audit.Options(checkpoint="", output_dir="", subspace_k=1, alpha=1.0)
-  defining = audit.fit_subspace("subspace", fit, texts, options)
-  seed_sets = audit.fit_subspace("subspace_seed", fit, texts, options)
+  options = checkpoint_audit.Options(checkpoint="", output_dir="", subspace_k=1, alpha=1.0)
+  defining = checkpoint_audit.fit_subspace("subspace", fit, texts, options)
+  seed_sets = checkpoint_audit.fit_subspace("subspace_seed", fit, texts, options)
   assert abs(defining.basis[0, 0]) > 0.9
   assert abs(seed_sets.basis[0, 0]) < 0.5
   # Applied with alpha 1, the defining-set subspace leaves images and classes without the gender axis.
-  debiased, classes, _, info, left_out = audit.apply_method("subspace", x, texts, fit, options)
+  debiased, classes, _, info, left_out = checkpoint_audit.apply_method("subspace", x, texts, fit, options)
   assert np.abs(np.corrcoef(debiased[:, 0], gender)[0, 1]) < 0.2
   assert info["k"] == 1 and info["fit_images_by_gender"] == {"male": 100, "female": 100} and not left_out
   assert np.abs(classes["set"][:, 0]).max() < 0.1
@@ -136,13 +135,13 @@ def test_projection_leaves_out_sets_it_annihilates():
   rng = np.random.default_rng(1)
   texts = _planted_texts(rng, 16, np.eye(16)[0])
   texts.classes["in the span"] = texts.biased[:2]
-  options = audit.Options(checkpoint="", output_dir="")
+  options = checkpoint_audit.Options(checkpoint="", output_dir="")
   x = rng.normal(size=(5, 16))
-  same_x, classes, queries, info, left_out = audit.apply_method("prompt_projection", x, texts, None, options)
+  same_x, classes, queries, info, left_out = checkpoint_audit.apply_method("prompt_projection", x, texts, None, options)
   assert same_x is x and set(classes) == {"set"} and "in the span" in left_out and info["pairs"] == 0
   np.testing.assert_allclose(queries @ texts.biased.T, 0.0, atol=1e-4)
   # The calibrated P0 (I + λM)⁻¹ moves a biased prompt out of the span before projecting: nothing is lost.
-  _, classes, queries, info, left_out = audit.apply_method("calibrated", x, texts, None, options)
+  _, classes, queries, info, left_out = checkpoint_audit.apply_method("calibrated", x, texts, None, options)
   assert set(classes) == {"set", "in the span"} and not left_out and info["pairs"] == 5
   np.testing.assert_allclose(queries @ texts.biased.T, 0.0, atol=1e-4)
 
@@ -150,15 +149,15 @@ def test_projection_leaves_out_sets_it_annihilates():
 def test_fit_rows_balance_genders_and_need_both():
   plan = pd.DataFrame({"source_index": np.arange(10), "gender": [0] * 7 + [1] * 3, "race": [0] * 10,
                        "age": [30] * 10})
-  rows = audit.fit_rows(audit.Rows("validation", None, plan, []), per_group=4, seed=0)
+  rows = checkpoint_audit.fit_rows(checkpoint_audit.Rows("validation", None, plan, []), per_group=4, seed=0)
   assert rows.plan["gender"].value_counts().to_dict() == {0: 4, 1: 3}
-  with pytest.raises(audit.CLIPAuditError, match="1 female image"):
-    audit.fit_rows(audit.Rows("validation", None, plan.iloc[:8], []), per_group=4, seed=0)
+  with pytest.raises(checkpoint_audit.CLIPAuditError, match="1 female image"):
+    checkpoint_audit.fit_rows(checkpoint_audit.Rows("validation", None, plan.iloc[:8], []), per_group=4, seed=0)
 
 
 def test_gendered_text_pairs_are_no_zero_shot_prompt():
-  pairs = audit.gendered_text_pairs()
-  used = {t for s in audit.prompt_sets(audit.PROMPT_GROUPS).values() for c in s.texts for t in c}
+  pairs = checkpoint_audit.gendered_text_pairs()
+  used = {t for s in checkpoint_audit.prompt_sets(checkpoint_audit.PROMPT_GROUPS).values() for c in s.texts for t in c}
   assert len(pairs) >= 20 and not used & {t for p in pairs for t in p}
   assert all(m != f for m, f in pairs)
 
@@ -211,20 +210,20 @@ _register("_audit_one_gender_fit", {"test": 6, "validation": 6}, lambda split, i
     (dict(headline="woman/man"), "no gender set of the audit"),
 ])
 def test_bad_input_is_one_error(tmp_path, change, message):
-  options = audit.Options(**{"checkpoint": CHECKPOINT, "output_dir": str(tmp_path / "out"), **change})
-  with pytest.raises(audit.CLIPAuditError, match=message):
-    audit.run(options, log=lambda _: None)
+  options = checkpoint_audit.Options(**{"checkpoint": CHECKPOINT, "output_dir": str(tmp_path / "out"), **change})
+  with pytest.raises(checkpoint_audit.CLIPAuditError, match=message):
+    checkpoint_audit.run(options, log=lambda _: None)
 
 
 def test_checkpoint_without_processor_is_one_error(tmp_path):
   folder = tmp_path / "ckpt"
   shutil.copytree(CHECKPOINT, folder)
   os.remove(folder / "preprocessor_config.json")
-  with pytest.raises(audit.CLIPAuditError, match="preprocessor_config.json"):
-    audit.run(audit.Options(checkpoint=str(folder), output_dir=str(tmp_path / "out")), log=lambda _: None)
+  with pytest.raises(checkpoint_audit.CLIPAuditError, match="preprocessor_config.json"):
+    checkpoint_audit.run(checkpoint_audit.Options(checkpoint=str(folder), output_dir=str(tmp_path / "out")), log=lambda _: None)
   os.remove(folder / "model.safetensors")
-  with pytest.raises(audit.CLIPAuditError, match="model.safetensors"):
-    audit.run(audit.Options(checkpoint=str(folder), output_dir=str(tmp_path / "out")), log=lambda _: None)
+  with pytest.raises(checkpoint_audit.CLIPAuditError, match="model.safetensors"):
+    checkpoint_audit.run(checkpoint_audit.Options(checkpoint=str(folder), output_dir=str(tmp_path / "out")), log=lambda _: None)
 
 
 # ------------------------------------------------------------------------------------ end to end
@@ -262,10 +261,10 @@ def test_command_end_to_end(tmp_path):
   assert "accuracy" in done.stdout and "report:" in done.stdout
 
   # A rerun with other prompt sets and methods, into another folder, reads the cached embeddings back.
-  options = audit.Options(checkpoint=CHECKPOINT, output_dir=str(tmp_path / "again"), num_examples=24,
+  options = checkpoint_audit.Options(checkpoint=CHECKPOINT, output_dir=str(tmp_path / "again"), num_examples=24,
                           fit_per_group=8, prompt_sets=("seed003",), methods=("none",), retrieval_k=(5, 50),
                           plots=False, embeddings_dir=str(out / "embeddings"))
-  again = audit.run(options, log=lambda _: None)
+  again = checkpoint_audit.run(options, log=lambda _: None)
   assert again["embeddings_from_cache"]
   assert again["methods"]["none"]["sets"] == summary["methods"]["none"]["sets"]
 
