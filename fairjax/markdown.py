@@ -11,16 +11,6 @@ from typing import Any, Iterable, Sequence
 MISSING = "—"
 
 
-def is_missing(value: Any) -> bool:
-  """Whether ``value`` is an undefined figure: None, or a float (numpy's too) that is NaN or infinite."""
-  if value is None:
-    return True
-  try:
-    return not math.isfinite(float(value))
-  except (TypeError, ValueError):
-    return False
-
-
 def number(value: Any, digits: int = 3, *, percent: bool = False, general: bool = False,
            missing: str = MISSING) -> str:
   """``value`` to ``digits`` decimals (``percent``: times 100, with ' %'; ``general``: ``{:g}``, for
