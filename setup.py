@@ -34,6 +34,10 @@ EXTRAS_REQUIRE = {
         "scikit-learn>=1.5",
         "scipy>=1.11",  # the exact linear program the equalized-odds frontier is tested against
         "torch==2.13.0",  # reference outputs for the weight importers; the CPU build on this machine's disk
+        # A gs:// workdir tested against a GCS server on localhost (tests/gcs_emulator.py), reached through
+        # epath's fsspec backend. Users need neither: with TensorFlow installed epath uses tf.io.gfile.
+        "gcsfs>=2026.9",
+        "gcp-storage-emulator>=2024.8",
     ],
     # Accelerator builds of jaxlib, for pod and cluster hosts (see launch/).
     "tpu": ["jax[tpu]"],

@@ -17,6 +17,8 @@ from typing import Optional, TextIO
 from etils import epath
 import tqdm
 
+from fairjax import paths
+
 HISTORY_FILE = "history.jsonl"
 
 # Off a terminal (a pipe, a log file, CI) nothing can be redrawn in place, so progress is a plain line
@@ -44,17 +46,29 @@ class History:
       self._rewrite()
 
   def _rewrite(self) -> None:
+    text = "".join(json.dumps(record) + "\n" for record in self.records)
+    if paths.is_remote(self.path):
+      # An object store replaces an object whole or not at all, and has no rename (gcsfs copies, after
+      # retrying a move API that some stores lack): write in place.
+      self.path.write_text(text)
+      return
     # Write aside and rename over: a run killed mid-rewrite leaves the old history whole, never a
-    # truncated one (on object stores the rename is a copy, still of a complete file).
+    # truncated one.
     tmp = self.path.with_name(HISTORY_FILE + ".tmp")
-    tmp.write_text("".join(json.dumps(record) + "\n" for record in self.records))
+    tmp.write_text(text)
     tmp.replace(self.path)
 
   def add(self, step: int, epoch: float, metrics: dict) -> None:
     record = {"step": int(step), "epoch": round(float(epoch), 4)}
     record.update({k: _jsonable(v) for k, v in metrics.items()})
     self.records.append(record)
-    if self.write:
+    if not self.write:
+      return
+    if paths.is_remote(self.path):
+      # Object stores have no append: gcsfs opens "a" as "w" (with a warning), which would leave only
+      # the last record. A history is a few records per evaluation, so rewrite it whole.
+      self._rewrite()
+    else:
       with self.path.open("a") as f:
         f.write(json.dumps(record) + "\n")
 

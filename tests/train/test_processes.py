@@ -30,6 +30,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from tests.gcs_emulator import GcsEmulator
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NUM_PROCESSES = 2
 DEVICES_PER_PROCESS = 2
@@ -108,6 +110,57 @@ def test_sigkill_at_a_random_moment_then_resume_ends_bit_identical(straight, tmp
   for key in reference:
     np.testing.assert_array_equal(after_kill[key], reference[key], err_msg=key)
   assert final_metrics(straight) == final_metrics(resumed)
+
+
+
+def _files(root: str, listing) -> set:
+  """The files under ``root`` (relative to it), with the names that differ between runs of one config
+  made alike: an event file's time, host and process, an OCDBT data file's random name."""
+  names = set()
+  for path in listing:
+    relative = os.path.relpath(path, root)
+    relative = re.sub(r"^events\.out\.tfevents\..*", "events.out.tfevents.*", relative)
+    names.add(re.sub(r"/d/[0-9a-f]+$", "/d/*", relative))
+  return names
+
+
+@pytest.mark.slow
+def test_a_run_in_a_gcs_bucket_killed_and_resumed_writes_what_a_local_run_writes(straight, tmp_path):
+  """A ``gs://`` workdir, in a GCS server on localhost (``tests/gcs_emulator.py``): the run, killed at a
+  random moment after its first checkpoint reached the bucket and started again, leaves the files, the
+  parameters, the figures and the history that one uninterrupted local run does."""
+  bucket, run = "fairjax-test", "runs/default"
+  with GcsEmulator(bucket) as gcs:
+    store, env = gcs.filesystem(), _env(4, **gcs.env)
+    process = subprocess.Popen(_main(f"gs://{bucket}/{run}"), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + TIMEOUT
+    while not store.glob(f"{bucket}/{run}/checkpoints/*/commit_success.txt"):
+      assert process.poll() is None, "the run ended before a checkpoint appeared"
+      assert time.time() < deadline, "no checkpoint appeared"
+      time.sleep(0.2)
+    time.sleep(random.uniform(0.0, 1.5))
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not store.exists(f"{bucket}/{run}/report/final_metrics.json")
+    finished = subprocess.run(_main(f"gs://{bucket}/{run}"), cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=TIMEOUT)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "resuming from the checkpoint of step" in finished.stderr + finished.stdout
+    copy = tmp_path / "copy"
+    store.get(f"{bucket}/{run}", str(copy), recursive=True)
+    remote_files = _files(f"{bucket}/{run}", store.find(f"{bucket}/{run}"))
+
+  local_files = _files(str(straight), (str(p) for p in straight.rglob("*") if p.is_file()))
+  assert remote_files == local_files, (sorted(remote_files - local_files), sorted(local_files - remote_files))
+  step_a, reference = final_params(straight)
+  step_b, resumed = final_params(copy)
+  assert step_a == step_b and reference.keys() == resumed.keys()
+  for key in reference:
+    np.testing.assert_array_equal(resumed[key], reference[key], err_msg=key)
+  assert final_metrics(copy) == final_metrics(straight)
+  history = [json.loads(line) for line in (copy / "history.jsonl").read_text().splitlines()]
+  assert history == [json.loads(line) for line in (straight / "history.jsonl").read_text().splitlines()]
 
 
 # ------------------------------------------------------------------------------------ several processes
