@@ -66,7 +66,7 @@ def run(output_dir: str, smoke: bool = False, log=print) -> str:
       f"{zero_shot['fit_images']} validation images and gendered text pairs; fine-tuned with "
       "`configs/seed000_clip_finetune.py` from the same export. It is not OpenAI CLIP: 64x64 drawings "
       "with template captions that name gender, race and age.",
-      "", f"Details: [audit/report.md](audit/report.md) (every method at 0.5 and at the best threshold, "
+      "", "Details: [audit/report.md](audit/report.md) (every method at 0.5 and at the best threshold, "
       "retrieval at every k, the fits), [finetune_audit/report.md](finetune_audit/report.md), "
       "[finetune_constrained_audit/report.md](finetune_constrained_audit/report.md), and each run's "
       "`report/report.md`."]

@@ -2,14 +2,15 @@ r"""Seed 004 reproduced: train M1, M2, M3 (and gradient reversal, constraints) o
 
   python -m experiments.seed004_unlearning --dataset=synthetic_faces --output_dir=out/seed004_synthetic
   python -m experiments.seed004_unlearning --dataset=utkface --manual_dir=../shared/data \
-      --output_dir=out/seed004_utkface [--models=m1,m2] [--smoke]
+      --output_dir=out/seed004_utkface [--models=m1,m2] [--smoke] [--launcher=slurm [--sbatch="..."]]
 
 Each model is one run of ``configs/seed004_unlearning.py`` (``m1`` JLU alpha 0, ``m2`` alpha 1,
 ``m3`` alpha 0.4, ``grl`` gradient reversal, ``constrained`` equalized-odds constraints by gender), in
 its own workdir ``OUT/<model>/``, trained on BD and evaluated on BD's validation slice, EBD and BD's
 complement. A finished run (its ``report/final_metrics.json`` written for the same config) is not
 trained again, and an interrupted one resumes from its last checkpoint, so rerunning the command
-finishes what is missing and redraws the outputs:
+finishes what is missing and redraws the outputs. ``--launcher=slurm`` trains the unfinished runs as the
+tasks of one SLURM job array and writes the outputs in a job after it (``experiments/launcher.py``):
 
   OUT/results.csv   one row per model: age accuracy on EBD, BD's complement and BD (validation),
                     age MAE on EBD, gender leakage on EBD and BD's complement (and BD), the gender
@@ -28,12 +29,14 @@ probe can only score by reading gender itself, while in BD age alone gives gende
 import csv
 import json
 import os
+import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
 
+from experiments import launcher
 from fairjax import cli
 from fairjax import paths
 from fairjax.report import embeddings as embeddings_lib
@@ -79,6 +82,8 @@ _SIDE = flags.DEFINE_bool("side", False, "The configs' 'side' variant: the gende
                           "gender data set (seed 004 §3.2's X_gen), BD trains age only.")
 _MODELS = flags.DEFINE_list("models", [m[0] for m in MODELS], "Models to run, of " +
                             ", ".join(m[0] for m in MODELS) + ".")
+launcher.define_flags()
+FLAGS = flags.FLAGS
 
 
 def _config_module():
@@ -99,16 +104,25 @@ def model_config(model: str, dataset: str, smoke: bool = False, manual_dir=None,
   return config
 
 
-def run_models(models, dataset: str, output_dir: str, smoke: bool = False, manual_dir=None,
-               cpu: bool = False, side: bool = False) -> dict:
-  """Trains (or finds finished) each model's run; returns ``{model: final metrics}``."""
+def _check_models(models, side: bool) -> None:
   known = [m[0] for m in MODELS]
   unknown = [m for m in models if m not in known]
   if unknown or not models:
     raise ValueError(f"--models must name some of {', '.join(known)}, got {models}")
-  results = {}
   if side and "constrained" in models:
     raise ValueError("--side is for the models with a gender head; leave 'constrained' out of --models")
+
+
+def _final_metrics(workdir: str) -> dict:
+  with open(os.path.join(workdir, "report", "final_metrics.json")) as f:
+    return json.load(f)
+
+
+def run_models(models, dataset: str, output_dir: str, smoke: bool = False, manual_dir=None,
+               cpu: bool = False, side: bool = False) -> dict:
+  """Trains (or finds finished) each model's run; returns ``{model: final metrics}``."""
+  _check_models(models, side)
+  results = {}
   for model in models:
     config = model_config(model, dataset, smoke, manual_dir, cpu, side)
     workdir = os.path.join(output_dir, model)
@@ -117,9 +131,16 @@ def run_models(models, dataset: str, output_dir: str, smoke: bool = False, manua
     else:
       print(f"{model}: training in {workdir}")
       loop.train_and_evaluate(config, workdir)
-    with open(os.path.join(workdir, "report", "final_metrics.json")) as f:
-      results[model] = json.load(f)
+    results[model] = _final_metrics(workdir)
   return results
+
+
+def finished_models(models, dataset: str, output_dir: str, smoke: bool = False, manual_dir=None,
+                    cpu: bool = False, side: bool = False) -> dict:
+  """``{model: final metrics}`` of the models whose runs have finished in ``output_dir``, training none."""
+  _check_models(models, side)
+  return {model: _final_metrics(os.path.join(output_dir, model)) for model in models
+          if loop.finished(os.path.join(output_dir, model), model_config(model, dataset, smoke, manual_dir, cpu, side))}
 
 
 def _value(metrics: dict, key: str) -> float:
@@ -166,8 +187,9 @@ def _format(value: float, percent: bool = False) -> str:
   return f"{100 * value:.1f} %" if percent else f"{value:+.3f}" if value < 0 else f"{value:.3f}"
 
 
-def write_table(rows: list[dict], output_dir: str, dataset: str, smoke: bool, side: bool = False) -> None:
-  """``results.csv`` and ``results.md``."""
+def write_table(rows: list[dict], output_dir: str, dataset: str, smoke: bool, side: bool = False,
+                missing=()) -> None:
+  """``results.csv`` and ``results.md`` (``missing``: the models asked for whose runs have not finished)."""
   fields = list(rows[0])
   with open(os.path.join(output_dir, "results.csv"), "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=fields)
@@ -194,6 +216,8 @@ def write_table(rows: list[dict], output_dir: str, dataset: str, smoke: bool, si
         f"| {_format(row['leakage_gender_EBD'])} | {_format(row['leakage_gender_BD_complement'])} "
         f"| {_format(row['leakage_gender_BD_validation'])} | {_format(row['gender_head_accuracy_EBD'])} "
         f"| {_format(row['seed_gender_accuracy'])} |")
+  if missing:
+    lines += ["", f"Not finished yet (no row): {', '.join(missing)}; run the command again to finish them."]
   lines += ["", "Leakage is read on EBD for the checks below: in BD (and its validation slice) age gives",
             "gender away, so a representation that only knows age leaks gender there; in EBD it cannot.",
             "", "## Acceptance", ""] + [f"- {line}" for line in acceptance(rows)]
@@ -235,12 +259,32 @@ def main(argv):
   if unknown or not _MODELS.value:
     raise app.UsageError(f"--models must name some of {', '.join(known)}, got {_MODELS.value}")
   ordered = [m for m in known if m in _MODELS.value]
+  if FLAGS.task is not None and FLAGS.task not in ordered:
+    raise app.UsageError(f"--task must be one of --models ({', '.join(ordered)}), got {FLAGS.task!r}")
   output_dir = paths.resolve_str(_OUTPUT_DIR.value)
   manual_dir = paths.resolve_str(_MANUAL_DIR.value) if _MANUAL_DIR.value else None
+  options = (_DATASET.value, output_dir, _SMOKE.value, manual_dir, _CPU.value, _SIDE.value)
   # Each run checks its config and data before it writes its workdir, so bad input leaves no OUT behind.
-  results = run_models(ordered, _DATASET.value, output_dir, _SMOKE.value, manual_dir, _CPU.value, _SIDE.value)
+  if FLAGS.task is not None:  # one task of a SLURM array: its run only
+    run_models([FLAGS.task], *options)
+    return
+  if FLAGS.aggregate_only:
+    results = finished_models(ordered, *options)
+  elif FLAGS.launcher == "slurm":
+    results = finished_models(ordered, *options)
+    unfinished = [m for m in ordered if m not in results]
+    if unfinished:
+      launcher.submit_slurm(output_dir, "seed004", unfinished,
+                            launcher.rerun_command(sys.argv, "experiments.seed004_unlearning"), FLAGS.sbatch)
+      return
+  else:
+    results = run_models(ordered, *options)
+  if not results:
+    print(f"no run has finished yet in {_OUTPUT_DIR.value}: nothing to tabulate")
+    return
   rows = table_rows(results)
-  write_table(rows, output_dir, _DATASET.value, _SMOKE.value, _SIDE.value)
+  write_table(rows, output_dir, _DATASET.value, _SMOKE.value, _SIDE.value,
+              missing=[m for m in ordered if m not in results])
   write_figure(ordered, output_dir, _DATASET.value)
   print(f"results: {os.path.join(_OUTPUT_DIR.value, 'results.md')}")
 

@@ -1,0 +1,105 @@
+"""Where an experiment's runs train: one after another in this process, or as one SLURM job array.
+
+An experiment is independent runs (each a normal, resumable ``train_and_evaluate`` in its own workdir)
+and an aggregation step that reads their reports. ``--launcher=local`` (the default) trains every
+unfinished run here, in order, then aggregates. ``--launcher=slurm`` submits one array task per
+unfinished run and, after the array (``afterany``: whatever finished), one aggregation job:
+
+  OUT/slurm/runs.sbatch        the job array: task i runs the same command with ``--task=<run i>``
+  OUT/slurm/aggregate.sbatch   the same command with ``--aggregate_only``
+  OUT/slurm/<job>_<task>.log   each task's output
+
+Both scripts run the experiment's own command line again (the same flags, the same folder), so a task
+trains exactly the run the local launcher would, and a preempted or failed task is finished by
+submitting again: finished runs are never resubmitted. ``--sbatch`` passes options to both submissions
+(``--sbatch="--partition=gpu --gres=gpu:1 --time=8:00:00"``). With ``FAIRJAX_DRY_RUN=1`` the scripts are
+written and the ``sbatch`` commands printed, and nothing is submitted (as the recipes in ``launch/``).
+"""
+
+import os
+import shlex
+import subprocess
+import sys
+from typing import Callable, Sequence
+
+from absl import flags
+
+LAUNCHERS = ("local", "slurm")
+SLURM_DIR = "slurm"
+DRY_RUN_ENVIRONMENT = "FAIRJAX_DRY_RUN"
+# The flags that choose how the command runs, not what it computes: dropped from the command that the
+# array tasks and the aggregation job run again.
+_OWN_FLAGS = ("launcher", "task", "aggregate_only", "sbatch")
+
+
+def define_flags():
+  """The launcher's flags, for an experiment's command line."""
+  flags.DEFINE_enum("launcher", "local", LAUNCHERS, "Where the runs train: here, one after another "
+                    "(local), or as the tasks of one SLURM job array with the aggregation after it (slurm).")
+  flags.DEFINE_string("task", None, "Train this one run and nothing else (what each array task runs).")
+  flags.DEFINE_bool("aggregate_only", False, "Train nothing: write the outputs from the runs that have finished.")
+  flags.DEFINE_string("sbatch", "", "Options for both sbatch submissions, e.g. \"--partition=gpu --gres=gpu:1\".")
+
+
+def rerun_command(argv: Sequence[str], module: str, *extra: str) -> list[str]:
+  """``python -m module`` with ``argv``'s flags but the launcher's own, and ``extra``."""
+  kept = []
+  for arg in argv[1:]:
+    name = arg.lstrip("-").split("=", 1)[0]
+    if name in _OWN_FLAGS or (name.startswith("no") and name[2:] in _OWN_FLAGS):
+      continue
+    kept.append(arg)
+  return [sys.executable, "-m", module, *kept, *extra]
+
+
+def _script(lines: Sequence[str]) -> str:
+  return "\n".join(["#!/usr/bin/env bash", *lines]) + "\n"
+
+
+def write_slurm_scripts(folder: str, name: str, runs: Sequence[str], command: Sequence[str]) -> tuple[str, str]:
+  """``runs.sbatch`` (an array of ``len(runs)`` tasks, task i training ``runs[i]``) and ``aggregate.sbatch``
+  in ``folder``; returns their paths."""
+  os.makedirs(folder, exist_ok=True)
+  quoted = " ".join(shlex.quote(c) for c in command)
+  header = [f"#SBATCH --chdir={shlex.quote(os.getcwd())}", "set -euo pipefail"]
+  array = _script([
+      f"#SBATCH --job-name={name}", f"#SBATCH --array=0-{len(runs) - 1}",
+      f"#SBATCH --output={os.path.join(folder, '%A_%a.log')}", *header,
+      f"runs=({' '.join(shlex.quote(r) for r in runs)})",
+      "# Each task is one resumable run: a requeued or resubmitted task resumes from its last checkpoint.",
+      f'exec {quoted} --task="${{runs[$SLURM_ARRAY_TASK_ID]}}"'])
+  aggregate = _script([
+      f"#SBATCH --job-name={name}_aggregate", f"#SBATCH --output={os.path.join(folder, '%j_aggregate.log')}",
+      *header, f"exec {quoted} --aggregate_only"])
+  paths = os.path.join(folder, "runs.sbatch"), os.path.join(folder, "aggregate.sbatch")
+  for path, text in zip(paths, (array, aggregate)):
+    with open(path, "w") as f:
+      f.write(text)
+  return paths
+
+
+def submit_slurm(output_dir: str, name: str, runs: Sequence[str], command: Sequence[str], sbatch_options: str = "",
+                 log: Callable[[str], None] = print) -> None:
+  """Submits ``runs`` as one job array and the aggregation after it (see the module's docstring)."""
+  folder = os.path.join(output_dir, SLURM_DIR)
+  array, aggregate = write_slurm_scripts(folder, name, runs, command)
+  options = shlex.split(sbatch_options)
+  dry = os.environ.get(DRY_RUN_ENVIRONMENT, "0") == "1"
+
+  def sbatch(*args) -> str:
+    call = ["sbatch", "--parsable", *options, *args]
+    if dry:
+      log("would run: " + " ".join(shlex.quote(c) for c in call))
+      return "JOB"
+    try:
+      done = subprocess.run(call, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+      raise RuntimeError("--launcher=slurm needs sbatch on PATH (run it on the cluster's login node)") from None
+    if done.returncode != 0:
+      raise RuntimeError(f"sbatch failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+    return done.stdout.strip().split(";")[0]
+
+  job = sbatch(array)
+  after = sbatch(f"--dependency=afterany:{job}", aggregate)
+  log(f"submitted {len(runs)} runs ({', '.join(runs)}) as job array {job}, the aggregation as job {after}; "
+      f"logs in {folder}")
