@@ -58,10 +58,14 @@ def config_of(file: str, arg: str = ""):
   return config_lib.load_config_module(os.path.join(CONFIGS, file)).get_config(arg)
 
 
-def train(config, workdir: str, log=print) -> str:
-  """Trains ``config`` in ``workdir`` (resuming; a finished run is kept) and returns its export."""
+def train(config, workdir: str, log=print, train_missing: bool = True):
+  """Trains ``config`` in ``workdir`` (resuming; a finished run is kept) and returns its export; with
+  ``train_missing`` False (an aggregation step), an unfinished run is not trained and None returned."""
   if loop.finished(workdir, config):
     log(f"{workdir}: finished run, not trained again")
+  elif not train_missing:
+    log(f"{workdir}: not finished, left out")
+    return None
   else:
     log(f"training in {workdir}")
     loop.train_and_evaluate(config, workdir)

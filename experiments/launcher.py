@@ -3,9 +3,11 @@
 An experiment is independent runs (each a normal, resumable ``train_and_evaluate`` in its own workdir)
 and an aggregation step that reads their reports. ``--launcher=local`` (the default) trains every
 unfinished run here, in order, then aggregates. ``--launcher=slurm`` submits one array task per
-unfinished run and, after the array (``afterany``: whatever finished), one aggregation job:
+unfinished run and, after the array (``afterany``: whatever finished), one aggregation job. Runs that
+start from another run's output (a fine-tune from a pretraining) form a later stage: its own array,
+started once the stage before has succeeded (``afterok``).
 
-  OUT/slurm/runs.sbatch        the job array: task i runs the same command with ``--task=<run i>``
+  OUT/slurm/runs_<i>.sbatch    stage i's job array: task j runs the same command with ``--task=<run j>``
   OUT/slurm/aggregate.sbatch   the same command with ``--aggregate_only``
   OUT/slurm/<job>_<task>.log   each task's output
 
@@ -52,37 +54,43 @@ def rerun_command(argv: Sequence[str], module: str, *extra: str) -> list[str]:
   return [sys.executable, "-m", module, *kept, *extra]
 
 
-def _script(lines: Sequence[str]) -> str:
-  return "\n".join(["#!/usr/bin/env bash", *lines]) + "\n"
-
-
-def write_slurm_scripts(folder: str, name: str, runs: Sequence[str], command: Sequence[str]) -> tuple[str, str]:
-  """``runs.sbatch`` (an array of ``len(runs)`` tasks, task i training ``runs[i]``) and ``aggregate.sbatch``
-  in ``folder``; returns their paths."""
+def write_slurm_scripts(folder: str, name: str, stages: Sequence[Sequence[str]],
+                        command: Sequence[str]) -> tuple[list[str], str]:
+  """One job-array script per stage (``runs_<i>.sbatch``: task j trains ``stages[i][j]``), and
+  ``aggregate.sbatch``, in ``folder``; returns their paths."""
   os.makedirs(folder, exist_ok=True)
   quoted = " ".join(shlex.quote(c) for c in command)
   header = [f"#SBATCH --chdir={shlex.quote(os.getcwd())}", "set -euo pipefail"]
-  array = _script([
-      f"#SBATCH --job-name={name}", f"#SBATCH --array=0-{len(runs) - 1}",
-      f"#SBATCH --output={os.path.join(folder, '%A_%a.log')}", *header,
-      f"runs=({' '.join(shlex.quote(r) for r in runs)})",
-      "# Each task is one resumable run: a requeued or resubmitted task resumes from its last checkpoint.",
-      f'exec {quoted} --task="${{runs[$SLURM_ARRAY_TASK_ID]}}"'])
-  aggregate = _script([
-      f"#SBATCH --job-name={name}_aggregate", f"#SBATCH --output={os.path.join(folder, '%j_aggregate.log')}",
-      *header, f"exec {quoted} --aggregate_only"])
-  paths = os.path.join(folder, "runs.sbatch"), os.path.join(folder, "aggregate.sbatch")
-  for path, text in zip(paths, (array, aggregate)):
-    with open(path, "w") as f:
-      f.write(text)
-  return paths
+  arrays = []
+  for i, runs in enumerate(stages):
+    path = os.path.join(folder, f"runs_{i}.sbatch")
+    _write(path, [
+        f"#SBATCH --job-name={name}_{i}", f"#SBATCH --array=0-{len(runs) - 1}",
+        f"#SBATCH --output={os.path.join(folder, '%A_%a.log')}", *header,
+        f"runs=({' '.join(shlex.quote(r) for r in runs)})",
+        "# Each task is one resumable run: a requeued or resubmitted task resumes from its last checkpoint.",
+        f'exec {quoted} --task="${{runs[$SLURM_ARRAY_TASK_ID]}}"'])
+    arrays.append(path)
+  aggregate = os.path.join(folder, "aggregate.sbatch")
+  _write(aggregate, [f"#SBATCH --job-name={name}_aggregate",
+                     f"#SBATCH --output={os.path.join(folder, '%j_aggregate.log')}", *header,
+                     f"exec {quoted} --aggregate_only"])
+  return arrays, aggregate
 
 
-def submit_slurm(output_dir: str, name: str, runs: Sequence[str], command: Sequence[str], sbatch_options: str = "",
-                 log: Callable[[str], None] = print) -> None:
-  """Submits ``runs`` as one job array and the aggregation after it (see the module's docstring)."""
+def _write(path: str, lines: Sequence[str]) -> None:
+  with open(path, "w") as f:
+    f.write("\n".join(["#!/usr/bin/env bash", *lines]) + "\n")
+
+
+def submit_slurm(output_dir: str, name: str, stages: Sequence[Sequence[str]], command: Sequence[str],
+                 sbatch_options: str = "", log: Callable[[str], None] = print) -> None:
+  """Submits each stage's runs as one job array, each stage after the one before has succeeded
+  (``afterok``: a later stage starts from an earlier one's output), and the aggregation after the last
+  (``afterany``). Empty stages are dropped."""
+  stages = [list(runs) for runs in stages if runs]
   folder = os.path.join(output_dir, SLURM_DIR)
-  array, aggregate = write_slurm_scripts(folder, name, runs, command)
+  arrays, aggregate = write_slurm_scripts(folder, name, stages, command)
   options = shlex.split(sbatch_options)
   dry = os.environ.get(DRY_RUN_ENVIRONMENT, "0") == "1"
 
@@ -90,7 +98,7 @@ def submit_slurm(output_dir: str, name: str, runs: Sequence[str], command: Seque
     call = ["sbatch", "--parsable", *options, *args]
     if dry:
       log("would run: " + " ".join(shlex.quote(c) for c in call))
-      return "JOB"
+      return f"JOB{len(jobs)}"
     try:
       done = subprocess.run(call, capture_output=True, text=True, check=False)
     except FileNotFoundError:
@@ -99,7 +107,10 @@ def submit_slurm(output_dir: str, name: str, runs: Sequence[str], command: Seque
       raise RuntimeError(f"sbatch failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
     return done.stdout.strip().split(";")[0]
 
-  job = sbatch(array)
-  after = sbatch(f"--dependency=afterany:{job}", aggregate)
-  log(f"submitted {len(runs)} runs ({', '.join(runs)}) as job array {job}, the aggregation as job {after}; "
-      f"logs in {folder}")
+  jobs = []
+  for array in arrays:
+    jobs.append(sbatch(*([f"--dependency=afterok:{jobs[-1]}"] if jobs else []), array))
+  after = sbatch(f"--dependency=afterany:{jobs[-1]}", aggregate)
+  runs = [run for stage in stages for run in stage]
+  log(f"submitted {len(runs)} runs ({', '.join(runs)}) as job array{'s' if len(jobs) > 1 else ''} "
+      f"{', '.join(jobs)}, the aggregation as job {after}; logs in {folder}")

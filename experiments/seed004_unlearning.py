@@ -274,7 +274,7 @@ def main(argv):
     results = finished_models(ordered, *options)
     unfinished = [m for m in ordered if m not in results]
     if unfinished:
-      launcher.submit_slurm(output_dir, "seed004", unfinished,
+      launcher.submit_slurm(output_dir, "seed004", [unfinished],
                             launcher.rerun_command(sys.argv, "experiments.seed004_unlearning"), FLAGS.sbatch)
       return
   else:

@@ -42,6 +42,18 @@ def resolve_str(path: PathLike) -> str:
   return os.fspath(resolve(path))
 
 
+def copy_tree(local: PathLike, target: PathLike) -> None:
+  """Copies the files under the local folder ``local`` to ``target`` (local or remote), creating folders:
+  for writers that only write local files (safetensors, transformers) when a run's folder is remote."""
+  target = resolve(target)
+  for root, _, files in os.walk(local):
+    folder = target / os.path.relpath(root, local) if root != os.fspath(local) else target
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in files:
+      with open(os.path.join(root, name), "rb") as f:
+        (folder / name).write_bytes(f.read())
+
+
 def cache_root() -> Optional[str]:
   """fairjax's cache folder (not created here), or None when ``$FAIRJAX_CACHE_DIR`` is 'off'."""
   configured = os.environ.get(CACHE_ENVIRONMENT, "")

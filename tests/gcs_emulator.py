@@ -14,6 +14,7 @@ sends and tensorstore reads as the object's generation (without it every read af
 so what two writers racing on one object would do is not tested through it.
 """
 
+import os
 import socket
 
 from gcp_storage_emulator.handlers import objects
@@ -34,6 +35,11 @@ def _with_generation_header(download):
 
   wrapped.adds_generation = True
   return wrapped
+
+
+# gcsfs reads this once, when it is first imported; this process's own gcsfs (the test's reads, and epath in
+# tests that write to the server in-process) must not look bucket types up either.
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 
 class GcsEmulator:

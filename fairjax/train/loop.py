@@ -17,6 +17,7 @@ checkpoint before it is intact.
 import functools
 import json
 import os
+import tempfile
 import warnings
 
 import jax
@@ -332,6 +333,19 @@ def reported_context(config, workdir) -> evaluators_lib.RunContext:
   return run.context(run.runner.put_state(run.restore(step)), step)
 
 
+def _export(run, params) -> str:
+  """``run.model.export`` into ``workdir/clip_checkpoint``. The Hugging Face writers (safetensors,
+  transformers' configs, the tokenizer files) write local files only, so a remote workdir gets the
+  folder written locally first and then copied file by file."""
+  target = os.path.join(run.workdir, EXPORT_DIR)
+  if not paths.is_remote(target):
+    return run.model.export(params, target, run.config.data.mean, run.config.data.std)
+  with tempfile.TemporaryDirectory(prefix="fairjax-export-") as local:
+    run.model.export(params, local, run.config.data.mean, run.config.data.std)
+    paths.copy_tree(local, target)
+  return target
+
+
 def _final_report(run, state, last_results, history, writer) -> dict:
   """Evaluates the selected checkpoint (or the last) and writes ``workdir/report/``."""
   notes = []
@@ -352,8 +366,7 @@ def _final_report(run, state, last_results, history, writer) -> dict:
     results[name].metrics.update(metrics)
   notes.extend(found.notes)
   if run.chief and isinstance(run.model, model_protocols.Exports):  # CLIP: a Hugging Face folder
-    path = run.model.export(run.runner.get_state(state).params["model"], os.path.join(run.workdir, EXPORT_DIR),
-                            run.config.data.mean, run.config.data.std)
+    path = _export(run, run.runner.get_state(state).params["model"])
     notes.append(f"The reported model is exported to `{path}` (config.json, model.safetensors, tokenizer, "
                  "image processor): `python -m fairjax.clip --checkpoint=...` audits it zero-shot.")
   if run.chief:

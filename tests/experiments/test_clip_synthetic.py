@@ -10,6 +10,7 @@ import pytest
 
 from experiments import clip_runs
 from experiments import clip_synthetic
+from tests.experiments.slurm import fake_sbatch
 from tests.test_clip_configs import check_clip_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -72,13 +73,34 @@ def test_finetune_configs_start_from_the_export(arg, tmp_path):
   assert config.model.name == "clip_zero_shot"
 
 
-@pytest.mark.slow
-def test_smoke_run_end_to_end(tmp_path):
+def test_the_slurm_launcher_s_dry_run_puts_the_fine_tunes_after_the_pretraining(tmp_path):
   out = tmp_path / "clip_synthetic"
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  done = subprocess.run([sys.executable, "-m", "experiments.clip_synthetic", "--smoke", f"--output_dir={out}"],
-                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+  env = dict(fake_sbatch(tmp_path), JAX_PLATFORMS="cpu", FAIRJAX_DRY_RUN="1")
+  done = subprocess.run([sys.executable, "-m", "experiments.clip_synthetic", "--smoke", f"--output_dir={out}",
+                         "--launcher=slurm"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr[-3000:]
+  assert [line for line in done.stdout.splitlines() if line.startswith("would run: ")] == [
+      f"would run: sbatch --parsable {out}/slurm/runs_0.sbatch",
+      f"would run: sbatch --parsable --dependency=afterok:JOB0 {out}/slurm/runs_1.sbatch",
+      f"would run: sbatch --parsable --dependency=afterany:JOB1 {out}/slurm/aggregate.sbatch"]
+  assert "runs=(pretrain)" in (out / "slurm" / "runs_0.sbatch").read_text()
+  assert "runs=(finetune finetune_constrained)" in (out / "slurm" / "runs_1.sbatch").read_text()
+  assert not (tmp_path / "calls").exists()
+
+
+@pytest.mark.slow
+def test_smoke_run_end_to_end_on_slurm(tmp_path):
+  """The pretraining as one SLURM job, the fine-tunes as an array after it and the audits and table in a
+  job after them, through a fake sbatch that runs each job here."""
+  out = tmp_path / "clip_synthetic"
+  env = dict(fake_sbatch(tmp_path), JAX_PLATFORMS="cpu")
+  done = subprocess.run([sys.executable, "-m", "experiments.clip_synthetic", "--smoke", f"--output_dir={out}",
+                         "--launcher=slurm"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert (tmp_path / "calls").read_text().splitlines() == [
+      f"--parsable {out}/slurm/runs_0.sbatch", f"--parsable --dependency=afterok:101 {out}/slurm/runs_1.sbatch",
+      f"--parsable --dependency=afterany:102 {out}/slurm/aggregate.sbatch"]
+  assert not (tmp_path / "calls.failed").exists(), [p.read_text()[-2000:] for p in (out / "slurm").glob("*.log")]
   text = (out / "results.md").read_text()
   for label in ("zero-shot: male/female", "zero-shot: ensemble", "debiased: subspace, defining sets",
                 "debiased: subspace, seed's sets", "debiased: calibrated projection",

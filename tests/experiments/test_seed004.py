@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from experiments import seed004_unlearning as experiment
+from tests.experiments.slurm import fake_sbatch
 from fairjax.models import registry as model_registry
 from fairjax.train import config as config_lib
 from fairjax.train import loop
@@ -124,49 +125,18 @@ def _experiment(*flags, env=None):
                         text=True, cwd=ROOT, check=False, env=env)
 
 
-# sbatch as a cluster would run the jobs, but here and at once: each task of an array in turn (with
-# SLURM_ARRAY_TASK_ID), in the script's --chdir, its output where the script's --output says. It logs its
-# arguments, so the test sees both submissions and the aggregation's dependency on the array.
-FAKE_SBATCH = r"""#!/usr/bin/env bash
-set -u
-echo "$*" >> "$SBATCH_CALLS"
-script="${@: -1}"
-option() { sed -n "s/^#SBATCH --$1=//p" "$script" | head -n 1; }
-id=$(( $(wc -l < "$SBATCH_CALLS") + 100 ))
-range=$(option array)
-cd "$(option chdir)"
-if [[ -n "$range" ]]; then
-  for ((i = ${range%-*}; i <= ${range#*-}; i++)); do
-    out=$(option output); out=${out//%A/$id}; out=${out//%a/$i}
-    SLURM_ARRAY_JOB_ID=$id SLURM_ARRAY_TASK_ID=$i bash "$script" > "$out" 2>&1
-  done
-else
-  out=$(option output); out=${out//%j/$id}
-  SLURM_JOB_ID=$id bash "$script" > "$out" 2>&1
-fi
-echo "$id"
-"""
-
-
-def _fake_sbatch(tmp_path) -> dict:
-  (tmp_path / "bin").mkdir()
-  (tmp_path / "bin" / "sbatch").write_text(FAKE_SBATCH)
-  (tmp_path / "bin" / "sbatch").chmod(0o755)
-  return {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "SBATCH_CALLS": str(tmp_path / "calls")}
-
-
 def test_the_slurm_launcher_s_dry_run_writes_the_array_and_submits_nothing(tmp_path):
-  env = {**_fake_sbatch(tmp_path), "FAIRJAX_DRY_RUN": "1"}
+  env = {**fake_sbatch(tmp_path), "FAIRJAX_DRY_RUN": "1"}
   output = tmp_path / "out"
   result = _experiment("--dataset=synthetic_faces", f"--output_dir={output}", "--smoke", "--models=m1,m2,grl",
                        "--launcher=slurm", "--sbatch=--partition=debug --time=1:00:00", env=env)
   assert result.returncode == 0, result.stderr[-3000:]
   lines = [line for line in result.stdout.splitlines() if line.startswith("would run: ")]
-  assert lines == [f"would run: sbatch --parsable --partition=debug --time=1:00:00 {output}/slurm/runs.sbatch",
-                   f"would run: sbatch --parsable --partition=debug --time=1:00:00 --dependency=afterany:JOB "
+  assert lines == [f"would run: sbatch --parsable --partition=debug --time=1:00:00 {output}/slurm/runs_0.sbatch",
+                   f"would run: sbatch --parsable --partition=debug --time=1:00:00 --dependency=afterany:JOB0 "
                    f"{output}/slurm/aggregate.sbatch"]
   assert not (tmp_path / "calls").exists() and sorted(os.listdir(output)) == ["slurm"]
-  array = (output / "slurm" / "runs.sbatch").read_text()
+  array = (output / "slurm" / "runs_0.sbatch").read_text()
   assert "#SBATCH --array=0-2" in array and "runs=(m1 m2 grl)" in array
   command = (f"-m experiments.seed004_unlearning --dataset=synthetic_faces --output_dir={output} --smoke "
              "--models=m1,m2,grl")
@@ -180,11 +150,11 @@ def test_smoke_experiment_on_slurm_end_to_end_and_resumed_locally(tmp_path):
   the aggregation job after them; then the local launcher finds both runs finished."""
   output = tmp_path / "out"
   flags = ["--dataset=synthetic_faces", f"--output_dir={output}", "--smoke", "--models=m1,m2"]
-  result = _experiment(*flags, "--launcher=slurm", env=_fake_sbatch(tmp_path))
+  result = _experiment(*flags, "--launcher=slurm", env=fake_sbatch(tmp_path))
   assert result.returncode == 0, result.stderr[-3000:]
   assert "submitted 2 runs (m1, m2) as job array 101, the aggregation as job 102" in result.stdout
   calls = (tmp_path / "calls").read_text().splitlines()
-  assert calls == [f"--parsable {output}/slurm/runs.sbatch",
+  assert calls == [f"--parsable {output}/slurm/runs_0.sbatch",
                    f"--parsable --dependency=afterany:101 {output}/slurm/aggregate.sbatch"]
   task_log = (output / "slurm" / "101_1.log").read_text()
   assert "m2: training in" in task_log and "m1:" not in task_log
@@ -209,8 +179,8 @@ def test_smoke_experiment_on_slurm_end_to_end_and_resumed_locally(tmp_path):
   assert os.path.getmtime(output / "m1" / "report" / "final_metrics.json") == stamp
   # A workdir of another config is not taken for a finished run.
   os.rename(output / "m1", output / "m3")
-  result = _experiment(*flags[:-1], "--models=m3")
-  assert result.returncode != 0 and "another config" in result.stderr
+  with pytest.raises(ValueError, match="another config"):
+    experiment.finished_models(["m3"], "synthetic_faces", str(output), smoke=True)
   # The aggregation reads whatever has finished, and says what has not.
   result = _experiment(*flags, "--aggregate_only")
   assert result.returncode == 0, result.stderr[-3000:]
