@@ -71,8 +71,9 @@ SMOKE_FLAGS = {
     # One setting's subprocess instead of two: the stock flags, what fairjax commands run with.
     "python benchmarks/clip_throughput.py": ["--rounds=1", "--steps=1", "--batch_size=1", "--peak_size=64",
                                              "--variants=stock"],
-    # Two processes instead of 1, 2 and 4, and the small CNN's projection only.
-    "python benchmarks/scaling.py": ["--processes=2", "--steps=1", "--global_batch=8", "--models=cnn",
+    # One measured process instead of 1, 2 and 4 (test_processes.py runs real multi-process jobs), and the
+    # small CNN's projection only.
+    "python benchmarks/scaling.py": ["--processes=1", "--steps=1", "--global_batch=8", "--models=cnn",
                                      "--devices=64"],
 }
 # Concrete commands whose every form does the full work: their flags are checked with --help only.

@@ -88,19 +88,23 @@ def test_the_slurm_launcher_s_dry_run_puts_the_fine_tunes_after_the_pretraining(
   assert not (tmp_path / "calls").exists()
 
 
+def test_a_fine_tune_task_before_the_pretraining_is_one_error(tmp_path):
+  assert clip_synthetic.unfinished_stages(str(tmp_path), smoke=True) == [
+      ["pretrain"], ["finetune", "finetune_constrained"]]
+  with pytest.raises(ValueError, match="train 'pretrain' first"):
+    clip_synthetic.train_one("finetune", str(tmp_path), smoke=True)
+  with pytest.raises(ValueError, match="unknown task"):
+    clip_synthetic.train_one("finetune_2", str(tmp_path), smoke=True)
+
+
 @pytest.mark.slow
-def test_smoke_run_end_to_end_on_slurm(tmp_path):
-  """The pretraining as one SLURM job, the fine-tunes as an array after it and the audits and table in a
-  job after them, through a fake sbatch that runs each job here."""
+def test_smoke_run_end_to_end(tmp_path):
   out = tmp_path / "clip_synthetic"
-  env = dict(fake_sbatch(tmp_path), JAX_PLATFORMS="cpu")
-  done = subprocess.run([sys.executable, "-m", "experiments.clip_synthetic", "--smoke", f"--output_dir={out}",
-                         "--launcher=slurm"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  done = subprocess.run([sys.executable, "-m", "experiments.clip_synthetic", "--smoke", f"--output_dir={out}"],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
   assert done.returncode == 0, done.stderr[-3000:]
-  assert (tmp_path / "calls").read_text().splitlines() == [
-      f"--parsable {out}/slurm/runs_0.sbatch", f"--parsable --dependency=afterok:101 {out}/slurm/runs_1.sbatch",
-      f"--parsable --dependency=afterany:102 {out}/slurm/aggregate.sbatch"]
-  assert not (tmp_path / "calls.failed").exists(), [p.read_text()[-2000:] for p in (out / "slurm").glob("*.log")]
+  assert clip_synthetic.unfinished_stages(str(out), smoke=True) == [[], []]  # nothing left to submit
   text = (out / "results.md").read_text()
   for label in ("zero-shot: male/female", "zero-shot: ensemble", "debiased: subspace, defining sets",
                 "debiased: subspace, seed's sets", "debiased: calibrated projection",
