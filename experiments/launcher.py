@@ -32,6 +32,7 @@ DRY_RUN_ENVIRONMENT = "FAIRJAX_DRY_RUN"
 # The flags that choose how the command runs, not what it computes: dropped from the command that the
 # array tasks and the aggregation job run again.
 _OWN_FLAGS = ("launcher", "task", "aggregate_only", "sbatch")
+_VALUED_FLAGS = ("launcher", "task", "sbatch")
 
 
 def define_flags():
@@ -44,11 +45,15 @@ def define_flags():
 
 
 def rerun_command(argv: Sequence[str], module: str, *extra: str) -> list[str]:
-  """``python -m module`` with ``argv``'s flags but the launcher's own, and ``extra``."""
-  kept = []
-  for arg in argv[1:]:
+  """``python -m module`` with ``argv``'s flags but the launcher's own (``--flag=value`` or ``--flag value``),
+  and ``extra``."""
+  kept, args = [], list(argv[1:])
+  while args:
+    arg = args.pop(0)
     name = arg.lstrip("-").split("=", 1)[0]
-    if name in _OWN_FLAGS or (name.startswith("no") and name[2:] in _OWN_FLAGS):
+    if arg.startswith("-") and (name in _OWN_FLAGS or (name.startswith("no") and name[2:] in _OWN_FLAGS)):
+      if "=" not in arg and name in _VALUED_FLAGS and args:
+        args.pop(0)  # its value, given as the next word
       continue
     kept.append(arg)
   return [sys.executable, "-m", module, *kept, *extra]
@@ -102,9 +107,10 @@ def submit_slurm(output_dir: str, name: str, stages: Sequence[Sequence[str]], co
     try:
       done = subprocess.run(call, capture_output=True, text=True, check=False)
     except FileNotFoundError:
-      raise RuntimeError("--launcher=slurm needs sbatch on PATH (run it on the cluster's login node)") from None
+      raise OSError("--launcher=slurm needs sbatch on PATH (run it on the cluster's login node)") from None
     if done.returncode != 0:
-      raise RuntimeError(f"sbatch failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+      lines = (done.stderr or done.stdout).strip().splitlines()
+      raise OSError(f"sbatch failed ({done.returncode}): {lines[-1] if lines else 'no output'}")
     return done.stdout.strip().split(";")[0]
 
   jobs = []
