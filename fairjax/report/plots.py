@@ -23,8 +23,8 @@ def save_figure(fig, path) -> None:
 
   Cropped to what is drawn, as ``bbox_inches="tight"`` would, but from the artists' extents measured
   once: "tight" first draws the whole figure without rendering and then measures, so every figure was
-  laid out twice. A report's 35 figures take 28 % less time this way (3.7 s to 2.7 s, the default's
-  smoke run), the same pictures to a pixel or two.
+  laid out twice. The default smoke run's 35 figures took a median 2.9 s this way against 3.2 s (four
+  alternating runs each on the 2-core machine, noisy: 2.3-3.4 s), the same pictures to a pixel or two.
   """
   box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.1)  # matplotlib's pad_inches
   with epath.Path(path).open("wb") as f:
