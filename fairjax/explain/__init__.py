@@ -1,0 +1,1 @@
+"""Explanations of face classifiers: attribution maps, LIME and their faithfulness."""
