@@ -23,6 +23,7 @@ INSTALL_REQUIRES = [
     "tensorboard>=2.16",
     "tensorflow-cpu>=2.16",
     "tqdm>=4.66",
+    "scikit-image>=0.22",  # LIME's superpixels (fairjax.explain.lime), as the reference lime segments
 ]
 
 EXTRAS_REQUIRE = {
@@ -33,6 +34,9 @@ EXTRAS_REQUIRE = {
         "fairlearn>=0.13",
         "scikit-learn>=1.5",
         "scipy>=1.11",  # the exact linear program the equalized-odds frontier is tested against
+        # fairjax.explain's oracles: the reference LIME and PAIR's saliency (integrated gradients, SmoothGrad)
+        "lime==0.2.0.1",
+        "saliency>=0.2.1",
         "torch==2.13.0",  # reference outputs for the weight importers; the CPU build on this machine's disk
         # A gs:// workdir tested against a GCS server on localhost (tests/gcs_emulator.py), reached through
         # epath's fsspec backend. Users need neither: with TensorFlow installed epath uses tf.io.gfile.

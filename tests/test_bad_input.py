@@ -135,3 +135,20 @@ def test_a_run_saved_before_the_schema_gained_a_key_is_the_same_config(tmp_path)
   config.data.bias.side_size = 100  # a real change of what the run does
   with pytest.raises(ValueError, match=r"data.bias.side_size: 0 there, 100 here"):
     loop.check_workdir(str(tmp_path), config)
+
+
+def test_a_run_saved_before_its_heads_gained_a_field_is_the_same_config(tmp_path):
+  """A config that lists its heads saves each as a dict of HeadSpec's fields; a field HeadSpec gains
+  later (class_groups, class_key) is, in an older run, at its default, not a change."""
+  from fairjax.models import heads as heads_lib  # pylint: disable=g-import-not-at-top
+  from fairjax.train import loop  # pylint: disable=g-import-not-at-top
+  config = default_config.get_config("smoke")
+  config.model.kwargs.heads = (heads_lib.HeadSpec("gender", "multiclass", num_outputs=2),)
+  saved = json.loads(config.to_json_best_effort())
+  for head in saved["model"]["kwargs"]["heads"]:
+    del head["class_groups"], head["class_key"]
+  (tmp_path / "config.json").write_text(json.dumps(saved))
+  assert loop.check_workdir(str(tmp_path), config)
+  config.model.kwargs.heads = (heads_lib.HeadSpec("gender", "multiclass", num_outputs=3),)
+  with pytest.raises(ValueError, match=r"model.kwargs.heads.0.num_outputs: 2 there, 3 here"):
+    loop.check_workdir(str(tmp_path), config)

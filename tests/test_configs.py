@@ -18,9 +18,11 @@ import jax
 import numpy as np
 import pytest
 
+from fairjax.data import labels
 from fairjax.data import utkface
 from fairjax.models import registry as model_registry
 from fairjax.train import config as config_lib
+from fairjax.train import evaluate
 from fairjax.train import loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,7 +39,7 @@ VARIANTS = {
     "seed001_vgg_face_age": ("x2", "x3"),
 }
 SEED_CONFIGS = ("seed000_gender_cnn", "seed000_demographic", "seed000_tripathi", "seed000_aghav",
-                "seed001_vgg_face_age")
+                "seed001_vgg_face_age", "seed002_resnet18", "seed002_se_resnet101")
 # End-to-end runs beyond each UTKFace config's plain 'smoke': the data treatments on real data.
 EXTRA_SMOKE_RUNS = (("seed000_gender_cnn", "curated,smoke"), ("seed001_vgg_face_age", "x3,smoke"))
 # UTKFace smoke runs that an experiment's smoke test makes (and checks with ``check_smoke_report``), so
@@ -163,6 +165,27 @@ def test_seed001_drops_children_copies_the_old_and_retrains_the_fc_layers():
     assert config.data.treatment_options.oversample_old.min_age == 60
   with pytest.raises(ValueError):
     module.get_config("x2,x3")
+
+
+def test_seed002_models_train_on_the_same_faces_and_differ_in_network_and_head():
+  baseline, ads = (load(name).get_config("") for name in ("seed002_resnet18", "seed002_se_resnet101"))
+  # One data section: 64x64 faces normalised per channel by the training split, flips and crops (§4.1).
+  assert baseline.data.to_json_best_effort() == ads.data.to_json_best_effort()
+  assert baseline.data.image_size == 64 and len(baseline.data.mean) == len(baseline.data.std) == 3
+  assert baseline.data.augment.flip and baseline.data.augment.shift > 0
+  for config in (baseline, ads):
+    assert tuple(config.eval.groupings) == ("race", "gender", "race_x_gender")
+    assert (config.eval.primary_head, config.eval.primary_grouping) == ("gender", "gender")
+  (softmax,) = loop.build_model(baseline).heads
+  assert (softmax.kind, softmax.num_outputs, softmax.key) == ("multiclass", 2, "gender")
+  model = loop.build_model(ads)
+  assert model.final_pool is None and model.stage_sizes == (3, 4, 23, 3) and model.se_reduction == 16
+  (people,) = model.heads
+  assert (people.kind, people.key, people.class_label_key) == ("multilabel_softmax", labels.GENDER_AGE_KEY,
+                                                                "gender")
+  read_as = [[labels.PEOPLE[i] for i in group] for group in people.class_groups]
+  assert read_as == [["Man", "Boy"], ["Woman", "Girl"]]  # in schema.GENDERS order: male, female
+  assert evaluate.is_classifier(people) and evaluate.class_names(people) == ["male", "female"]
 
 
 # ------------------------------------------------------------------------------------------ end to end

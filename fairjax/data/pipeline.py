@@ -6,8 +6,10 @@ example i on demand. Optionally a *plan* (a treatment's output: rows naming a ``
 ``augment_seed`` and optionally an example ``weight``) says which records to use, how often, which
 copies to augment and how much each counts in the loss. A plan row whose label column (age, gender,
 race) is -1 hides that label of its record: the batch carries -1 (unknown) there, so every loss skips
-it. That is how a split trains one head on some rows and another on others (seed 004's separate age
-and gender data sets, ``experiment``'s 'bias' scheme with ``side_size``).
+it, and so do the fields derived from it (``labels.DERIVED``, targets that combine labels, such as
+seed 002's multi-hot Man / Woman / Boy / Girl; every example carries them). That is how a split trains
+one head on some rows and another on others (seed 004's separate age and gender data sets,
+``experiment``'s 'bias' scheme with ``side_size``).
 
 Order. The global order is a grain shuffle of the plan's rows, reshuffled each epoch, from one seed.
 Global batch b is positions [b*B, (b+1)*B) of that order; process p of P takes its contiguous slice
@@ -33,11 +35,14 @@ import numpy as np
 from PIL import Image
 
 from fairjax.data import captions
+from fairjax.data import labels as labels_lib
 
-# Fields of a batch, besides `image`. `mask` is False on the padding rows of a last eval batch; `weight`
-# is the plan row's example weight (1.0 unless a treatment such as `reweigh` set one; 0.0 on padding).
+# Fields of a batch, besides `image`. The labels' derived fields follow them (`labels.DERIVED`). `mask`
+# is False on the padding rows of a last eval batch; `weight` is the plan row's example weight (1.0
+# unless a treatment such as `reweigh` set one; 0.0 on padding).
 LABEL_FIELDS = ("age", "gender", "race")
-BATCH_FIELDS = ("image",) + LABEL_FIELDS + ("augment_seed", "index", "mask", "weight")
+BATCH_FIELDS = (("image",) + LABEL_FIELDS + tuple(labels_lib.DERIVED)
+                + ("augment_seed", "index", "mask", "weight"))
 TEXT_FIELDS = captions.TEXT_FIELDS  # input_ids, attention_mask: with a ``text`` stage only
 
 
@@ -95,6 +100,8 @@ class _Loader:
     example = {"image": self.preprocess(np.asarray(record["image"]))}
     for field, hidden in zip(LABEL_FIELDS, self.hidden[row]):
       example[field] = np.int32(-1 if hidden else record.get(field, -1))
+    for field, derive in labels_lib.DERIVED.items():
+      example[field] = derive(example)
     example["augment_seed"] = self.augment_seeds[row]
     example["index"] = np.int32(index)
     example["mask"] = np.bool_(True)

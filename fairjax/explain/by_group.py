@@ -107,10 +107,10 @@ def in_chunks(fn, images: np.ndarray, chunk: int) -> np.ndarray:
   return np.concatenate(parts)
 
 
-def _explain(method: str, options: Mapping, scores: dict, images: np.ndarray, classes: np.ndarray,
+def explain_faces(method: str, options: Mapping, scores: dict, images: np.ndarray, classes: np.ndarray,
              key: jax.Array, chunk: int) -> np.ndarray:
-  """Maps of ``images`` where face i is explained for class ``classes[i]`` (the faces of one class at a
-  time, in fixed-size chunks)."""
+  """``[n, H, W]`` maps of ``method`` for ``images``, face i explained for class ``classes[i]`` with
+  ``scores[classes[i]]`` (the faces of one class at a time, in chunks of ``chunk`` faces)."""
   out = np.zeros(images.shape[:3], np.float32)
   for c in np.unique(classes):
     chosen = np.flatnonzero(classes == c)
@@ -195,13 +195,13 @@ def explain_run(context, split: str, method_names: Sequence[str], *, head: Optio
     maps, gallery = {}, {}
     for m, method in enumerate(method_names):
       method_key = jax.random.fold_in(group_key, m)
-      maps[method] = _explain(method, options.get(method, {}), scores, images, rows.label[chosen],
+      maps[method] = explain_faces(method, options.get(method, {}), scores, images, rows.label[chosen],
                               method_key, per_group)
       if len(wrong):
         gallery[method] = (
-            _explain(method, options.get(method, {}), scores, wrong_images, rows.label[wrong], method_key,
+            explain_faces(method, options.get(method, {}), scores, wrong_images, rows.label[wrong], method_key,
                      per_group),
-            _explain(method, options.get(method, {}), scores, wrong_images, rows.predicted[wrong],
+            explain_faces(method, options.get(method, {}), scores, wrong_images, rows.predicted[wrong],
                      method_key, per_group))
     explained.append(GroupFaces(label=label, rows=chosen, images=images, classes=rows.label[chosen],
                                 maps=maps, misclassified=wrong, misclassified_images=wrong_images,
@@ -273,7 +273,7 @@ def _randomisation(context, explained, method_names, options, data, head, classe
   fresh = {c: targets_lib.for_run(context.model, fresh_variables, data, head, c) for c in classes_of}
   out = {}
   for m, method in enumerate(method_names):
-    fresh_maps = _explain(method, options.get(method, {}), fresh, images, classes, jax.random.fold_in(key, m),
+    fresh_maps = explain_faces(method, options.get(method, {}), fresh, images, classes, jax.random.fold_in(key, m),
                           chunk)
     correlation = faithfulness.rank_correlation(trained[m][:len(images)], fresh_maps)
     out[method] = {"spearman": float(np.mean(correlation)), "faces": int(len(images))}

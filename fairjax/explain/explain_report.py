@@ -70,9 +70,12 @@ def plot_mean_maps(result: dict, path: str) -> None:
   plots.save_figure(fig, path)
 
 
-def plot_gallery(group: "by_group.GroupFaces", methods, class_names, rows, path: str) -> None:
+def plot_gallery(group: "by_group.GroupFaces", methods, class_names, rows, path: str,
+                 row_titles=None) -> None:
   """The group's misclassified faces: the face, then per method its map for the true class and for the
-  predicted class (signed maps in red / blue, Grad-CAM's non-negative ones in red)."""
+  predicted class (signed maps in red / blue, Grad-CAM's non-negative ones in red). ``rows`` holds the
+  faces' labels and predictions, indexed by ``group.misclassified``; ``row_titles`` adds a line per
+  face."""
   n = len(group.misclassified)
   fig, axes = plt.subplots(n, 1 + 2 * len(methods), squeeze=False,
                            figsize=(1.4 * (1 + 2 * len(methods)), 1.5 * n))
@@ -81,7 +84,8 @@ def plot_gallery(group: "by_group.GroupFaces", methods, class_names, rows, path:
     row = group.misclassified[i]
     truth, predicted = class_names[rows.label[row]], class_names[rows.predicted[row]]
     axes[i, 0].imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None)
-    axes[i, 0].set_ylabel(f"true {truth}\npred. {predicted}", fontsize=7)
+    title = f"{row_titles[i]}\n" if row_titles else ""
+    axes[i, 0].set_ylabel(f"{title}true {truth}\npred. {predicted}", fontsize=7)
     for m, method in enumerate(methods):
       for k, maps in enumerate(group.gallery_maps[method]):
         ax = axes[i, 1 + 2 * m + k]

@@ -79,8 +79,19 @@ def _grid(shape: tuple, n: int) -> Optional[tuple[int, int]]:
 def layers(score: targets_lib.BoundScore, images) -> list[tuple[str, tuple]]:
   """The layers Grad-CAM can use on these images: (path, output shape), in call order. A layer counts
   when its output follows the batch (checked at two batch sizes, so that a text tower's prompt
-  embeddings do not) and is a map or a token grid."""
+  embeddings do not) and is a map or a token grid. They depend on the model and the images' shape
+  only, so they are traced once per (target, shape)."""
   images = jnp.asarray(images, jnp.float32)
+  cache_key = (score.target, images.shape)
+  if cache_key not in _LAYERS:
+    _LAYERS[cache_key] = _layers(score, images)
+  return _LAYERS[cache_key]
+
+
+_LAYERS: dict = {}
+
+
+def _layers(score, images) -> list[tuple[str, tuple]]:
   n = images.shape[0]
   first = _recorded_outputs(score, images)
   second = dict(_recorded_outputs(score, jnp.concatenate([images, images[:1]])))

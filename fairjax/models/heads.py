@@ -17,7 +17,11 @@ layers inside a model, and the functions below give each kind's loss and predict
   multilabel_softmax
                 many labels per example (multi-hot targets), trained as seed 002's ADS was: for each
                 positive label p, a softmax cross-entropy over {p} and all negative labels, averaged
-                over the positives of the batch.
+                over the positives of the batch. ``class_groups`` and ``class_key`` read it as a
+                classifier too, as seed 002 reads its ADS's 18,000 Open Images labels as a gender
+                classifier: the predicted class is the group holding the highest-scoring of the
+                grouped labels ("Man" or "Boy" male, "Woman" or "Girl" female), compared with the
+                batch's ``class_key`` (``gender``). It trains on its multi-hot labels all the same.
 
 Raw outputs are what the loss takes: logits for the classifying kinds, values for regression (after
 the declared output activation, which is part of the value). Single-unit binary and regression heads
@@ -64,6 +68,13 @@ class HeadSpec:
     activation: output activation of a regression head, 'linear' or 'relu'.
     regression_loss: 'mse' or 'l1' (regression heads).
     bin_low, bin_width: binned heads: bin k covers [bin_low + k * bin_width, bin_low + (k+1) * bin_width).
+    class_groups: multilabel_softmax heads read as a classifier: class c is the labels (output indices)
+      of ``class_groups[c]``, and the head predicts the class whose group holds the highest logit among
+      all grouped labels (labels in no group are not read), as seed 002 "compare[s] the confidence
+      levels" of its four labels: the most confident names the gender. Empty: no classes, the head
+      reports its loss only.
+    class_key: the batch key of the classes that ``class_groups`` are compared with (with class_groups
+      only; the head's multi-hot targets stay under ``key``).
   """
 
   name: str
@@ -77,6 +88,8 @@ class HeadSpec:
   regression_loss: str = "mse"
   bin_low: float = 0.0
   bin_width: float = 1.0
+  class_groups: tuple[tuple[int, ...], ...] = ()
+  class_key: Optional[str] = None
 
   def __post_init__(self):
     if self.kind not in KINDS:
@@ -97,6 +110,34 @@ class HeadSpec:
     if not 0.0 <= self.hidden_dropout < 1.0:
       raise ValueError(f"head {self.name!r}: hidden_dropout must lie in [0, 1), got {self.hidden_dropout}")
     object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+    self._check_class_groups()
+
+  def _check_class_groups(self) -> None:
+    """One line per way ``class_groups`` / ``class_key`` can fail to describe classes of this head; a
+    valid ``class_groups`` is stored as a tuple of tuples of ints (a config may give lists)."""
+    where = f"head {self.name!r}"
+    try:
+      groups = tuple(tuple(int(i) for i in group) for group in self.class_groups)
+    except (TypeError, ValueError):
+      raise ValueError(f"{where}: class_groups must be groups of label indices, e.g. ((0, 2), (1, 3)), "
+                       f"got {self.class_groups!r}") from None
+    object.__setattr__(self, "class_groups", groups)
+    if not groups and self.class_key is None:
+      return
+    if self.kind != "multilabel_softmax":
+      raise ValueError(f"{where}: class_groups read a multilabel_softmax head as a classifier; a {self.kind} "
+                       "head has classes of its own")
+    if not groups or self.class_key is None:
+      raise ValueError(f"{where}: class_groups and class_key go together (the classes and the batch key "
+                       f"they are compared with), got class_groups={groups} and class_key={self.class_key!r}")
+    if self.class_key == self.key:
+      raise ValueError(f"{where}: class_key {self.class_key!r} is the key of the head's multi-hot targets; "
+                       "the classes need a key of their own")
+    if len(groups) < 2 or not all(groups):
+      raise ValueError(f"{where}: class_groups needs at least 2 non-empty groups of labels, got {groups}")
+    flat = [i for group in groups for i in group]
+    if not all(0 <= i < self.num_outputs for i in flat) or len(set(flat)) != len(flat):
+      raise ValueError(f"{where}: class_groups {groups} must name distinct labels in [0, {self.num_outputs})")
 
   @property
   def key(self) -> str:
@@ -104,9 +145,21 @@ class HeadSpec:
     return self.label_key or self.name
 
   @property
+  def class_label_key(self) -> str:
+    """The batch key of the classes the head's predicted ``label`` is compared with: ``class_key`` for a
+    multi-label head read as a classifier, ``key`` for every other head."""
+    return self.class_key or self.key
+
+  @property
   def centers(self) -> np.ndarray:
     """Centres of a binned head's bins, ``[num_outputs]``."""
     return self.bin_low + self.bin_width * (np.arange(self.num_outputs) + 0.5)
+
+
+def field_defaults() -> dict[str, Any]:
+  """Each ``HeadSpec`` field's default, by name: what a head saved in a run's config.json before the
+  field existed meant by leaving it out (``loop.check_workdir``)."""
+  return {f.name: f.default for f in dataclasses.fields(HeadSpec) if f.default is not dataclasses.MISSING}
 
 
 def binned_head(name: str, low: float, high: float, width: float, **kwargs) -> HeadSpec:
@@ -272,7 +325,8 @@ def predict(spec: HeadSpec, output: Array) -> dict[str, Array]:
 
   Keys: ``probs`` (sigmoid for binary, softmax otherwise; absent for regression), ``label`` (the
   predicted class: probability > 0.5 for a one-unit binary head, argmax otherwise; the bin for binned
-  heads) and ``value`` (regression output, or a binned head's expected value).
+  heads; the group of ``class_scores``' argmax for a multi-label head with ``class_groups``) and
+  ``value`` (regression output, or a binned head's expected value).
   """
   if spec.kind == "regression":
     return {"value": output}
@@ -281,10 +335,20 @@ def predict(spec: HeadSpec, output: Array) -> dict[str, Array]:
     label = (probs > 0.5) if spec.num_outputs == 1 else jnp.argmax(output, -1)
     return {"probs": probs, "label": label.astype(jnp.int32)}
   probs = jax.nn.softmax(output, axis=-1)
-  result = {"probs": probs, "label": jnp.argmax(output, -1).astype(jnp.int32)}
+  scores = class_scores(spec, output) if spec.class_groups else output
+  result = {"probs": probs, "label": jnp.argmax(scores, -1).astype(jnp.int32)}
   if spec.kind == "binned":
     result["value"] = expected_value(probs, spec.centers)
   return result
+
+
+def class_scores(spec: HeadSpec, output: Array) -> Array:
+  """``[B, C]``: each class's highest logit among its ``class_groups`` labels, so that the argmax is the
+  class holding the highest-scoring grouped label (ties go to the lower class, as argmax over the
+  grouped labels in group order would give them)."""
+  if not spec.class_groups:
+    raise ValueError(f"head {spec.name!r} has no class_groups to score")
+  return jnp.stack([output[..., list(group)].max(-1) for group in spec.class_groups], -1)
 
 
 def predict_all(specs: Sequence[HeadSpec], outputs: Mapping[str, Array]) -> dict[str, dict[str, Array]]:

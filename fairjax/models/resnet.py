@@ -160,7 +160,9 @@ def se_resnet101(**overrides) -> ResNet:
   The classifier is ``Linear(2048, n_classes)`` over the Open Images labels of the competition's
   training annotations, trained with the "softmax for each positive against all negatives" loss
   (``multilabel_softmax``). n_classes is data-dependent; the seed puts it at "18 thousand", which is
-  the default here.
+  the default here. The seed reads four of those labels as gender (Man and Boy male, Woman and Girl
+  female): ``configs/seed002_se_resnet101.py`` gives it a head of those four, read through
+  ``HeadSpec.class_groups``.
   """
   return ResNet(**{
       "heads": (HeadSpec("labels", "multilabel_softmax", num_outputs=18000),),

@@ -135,7 +135,9 @@ def check_config(config) -> None:
 
 def flat_values(config) -> dict[str, Any]:
   """``config`` (a ConfigDict or its JSON dict) as ``{dotted key: JSON value}``, tuples as lists, so
-  that a config and its saved ``config.json`` compare value by value."""
+  that a config and its saved ``config.json`` compare value by value. A list of dicts (the JSON of a
+  tuple of dataclasses: a model's ``heads``) is walked too, by position: ``model.kwargs.heads.0.kind``,
+  so that a field the dataclass gained since a run compares like a schema key."""
   tree = json.loads(config.to_json_best_effort()) if hasattr(config, "to_json_best_effort") else config
   flat = {}
 
@@ -143,6 +145,8 @@ def flat_values(config) -> dict[str, Any]:
     for key, value in node.items():
       if isinstance(value, dict):
         walk(value, f"{prefix}{key}.")
+      elif isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        walk({str(i): item for i, item in enumerate(value)}, f"{prefix}{key}.")
       else:
         flat[f"{prefix}{key}"] = value
 

@@ -113,9 +113,15 @@ PUSHES = ("both", "worse_group")
 _SLICES = {"tpr": "positives", "fpr": "negatives", "selection_rate": "all"}
 
 
+def _constrainable(spec: heads_lib.HeadSpec) -> bool:
+  """Whether the rates of ``head_predictions`` describe the head: a classifier whose logits are its
+  classes' (not a multi-label head read through ``class_groups``, whose labels are multi-hot)."""
+  return evaluate.is_classifier(spec) and not spec.class_groups
+
+
 def classifier_head(model, head: Optional[str]) -> heads_lib.HeadSpec:
   """The named classifying head of ``model``, or its only one when ``head`` is None."""
-  specs = [s for s in model.heads if evaluate.is_classifier(s)]
+  specs = [s for s in model.heads if _constrainable(s)]
   if head is None:
     if len(specs) != 1:
       raise ValueError(f"the model has {len(specs)} classifying heads ({[s.name for s in specs]}); "
@@ -123,7 +129,7 @@ def classifier_head(model, head: Optional[str]) -> heads_lib.HeadSpec:
     return specs[0]
   for spec in model.heads:
     if spec.name == head:
-      if not evaluate.is_classifier(spec):
+      if not _constrainable(spec):
         raise ValueError(f"head {head!r} is a {spec.kind} head; rate constraints need a classifier "
                          "(binary, multiclass or binned)")
       return spec

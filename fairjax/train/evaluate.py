@@ -18,8 +18,11 @@ unknown still counts in the head's overall figures but in no group of a grouping
 Heads by kind: binary and multiclass heads are classifiers (confusion counts); regression heads are
 regressors (error sums); a binned head is both, a classifier over its bins and a regressor through its
 expected value (an age head gives bin accuracy and age MAE). multilabel_softmax heads report their
-loss only. A binned head's two views have two reports: the regression view under the head's name
-and the classification view under ``<head>_bins``; its metrics all sit under ``<head>/``.
+loss only, unless ``class_groups`` read them as a classifier (seed 002's Open Images labels read as
+gender): then their loss is taken on their multi-hot targets and their confusion counts compare the
+decoded class with the batch's ``class_key``, so they report as any classifier. A binned head's two
+views have two reports: the regression view under the head's name and the classification view under
+``<head>_bins``; its metrics all sit under ``<head>/``.
 """
 
 import contextlib
@@ -60,7 +63,7 @@ _FROM_REPORT = {
 
 def is_classifier(spec: heads_lib.HeadSpec) -> bool:
   """Whether the head's predictions are classes that confusion counts describe."""
-  return spec.kind in ("binary", "multiclass", "binned")
+  return spec.kind in ("binary", "multiclass", "binned") or bool(spec.class_groups)
 
 
 def is_regressor(spec: heads_lib.HeadSpec) -> bool:
@@ -69,7 +72,10 @@ def is_regressor(spec: heads_lib.HeadSpec) -> bool:
 
 
 def num_classes(spec: heads_lib.HeadSpec) -> int:
-  """Classes of a classifying head: 2 for a one-unit sigmoid, its outputs otherwise."""
+  """Classes of a classifying head: 2 for a one-unit sigmoid, its class groups for a multi-label head
+  read as a classifier, its outputs otherwise."""
+  if spec.class_groups:
+    return len(spec.class_groups)
   return 2 if spec.kind == "binary" and spec.num_outputs == 1 else spec.num_outputs
 
 
@@ -78,7 +84,7 @@ def class_names(spec: heads_lib.HeadSpec) -> list:
   if spec.kind == "binned":
     edges = spec.bin_low + spec.bin_width * np.arange(spec.num_outputs + 1)
     return [f"{lo:g}-{hi:g}" for lo, hi in zip(edges[:-1], edges[1:])]
-  names = groups.ATTRIBUTES.get(spec.key)
+  names = groups.ATTRIBUTES.get(spec.class_label_key)
   if names is not None and len(names) == num_classes(spec):
     return list(names)
   return list(range(num_classes(spec)))
@@ -128,7 +134,8 @@ def make_evaluator(model, *, images_fn: Callable,
       head = {"loss": jnp.stack([total, count]).astype(jnp.float32)}
       predictions = heads_lib.predict(spec, output)
       if is_classifier(spec):
-        head["confusion"] = _confusions(spec, labels, predictions["label"], codes, mask)
+        classes = jnp.asarray(batch[spec.class_label_key])
+        head["confusion"] = _confusions(spec, classes, predictions["label"], codes, mask)
       if is_regressor(spec):
         head["regression"] = _regression_sums(spec, labels, predictions["value"], codes, mask)
       sums[spec.name] = head

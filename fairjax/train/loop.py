@@ -29,6 +29,7 @@ from fairjax.data import augment
 from fairjax.data import experiment as data_experiment
 from fairjax.data import pipeline
 from fairjax.metrics import group_report as report_lib
+from fairjax.models import heads as heads_lib
 from fairjax.models import protocols as model_protocols
 from fairjax.models import registry as model_registry
 from fairjax.report import run_report
@@ -230,6 +231,9 @@ def check_workdir(workdir, config) -> bool:
     raise ValueError(f"{saved} is not a readable config ({error}); remove the folder or choose another") from error
   defaults = {f"objective.options.{k}": v for k, v in objectives.option_defaults(config.objective.name).items()
               } if previous.get("objective", {}).get("name") == config.objective.name else {}
+  # The fields of the heads a config lists, at their defaults: HeadSpec gains fields (class_groups).
+  for i in range(len(config.model.kwargs.get("heads") or ())):
+    defaults.update({f"model.kwargs.heads.{i}.{k}": v for k, v in heads_lib.field_defaults().items()})
   found = config_lib.differences(previous, config_lib.resolve_paths(config), defaults)
   if found:
     more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""

@@ -153,6 +153,47 @@ def test_predict_shapes_and_labels():
   assert set(reg) == {"value"}
 
 
+def test_class_groups_read_a_multilabel_head_as_a_classifier():
+  # Seed 002: the labels (Man, Woman, Boy, Girl) read as gender, male = {Man, Boy}, female = {Woman, Girl};
+  # a fifth label in no group (one of Open Images' other labels) is never read.
+  spec = HeadSpec("gender", "multilabel_softmax", num_outputs=5, label_key="people",
+                  class_groups=[[0, 2], [1, 3]], class_key="gender")
+  assert spec.class_groups == ((0, 2), (1, 3)) and spec.class_label_key == "gender" and spec.key == "people"
+  logits = jnp.array([[3.0, 0.0, 0.0, 0.0, 9.0],    # Man highest of the four -> male
+                      [0.0, 0.0, 0.0, 2.0, 9.0],    # Girl -> female
+                      [0.0, 1.0, 0.5, 0.0, -9.0],   # Woman -> female
+                      [0.0, 1.0, 2.0, 1.5, 0.0],    # Boy -> male, above both female labels
+                      [1.0, 1.0, 0.0, 0.0, 0.0]])   # a tie goes to the lower class
+  np.testing.assert_array_equal(heads.class_scores(spec, logits),
+                                [[3.0, 0.0], [0.0, 2.0], [0.5, 1.0], [2.0, 1.5], [1.0, 1.0]])
+  predicted = heads.predict(spec, logits)
+  np.testing.assert_array_equal(predicted["label"], [0, 1, 1, 0, 0])
+  assert predicted["probs"].shape == (5, 5)  # the labels' softmax, as without groups
+  # Training is unchanged: the multi-hot targets' loss, with or without the classes.
+  plain = HeadSpec("gender", "multilabel_softmax", num_outputs=5, label_key="people")
+  targets = jnp.array([[1, 0, 0, 0, 0], [0, 0, 0, 1, 0], [0, 1, 0, 0, 0], [0, 0, 1, 0, 0], [0, 0, 0, 0, 0]])
+  np.testing.assert_allclose(heads.head_loss(spec, logits, targets), heads.head_loss(plain, logits, targets))
+  np.testing.assert_array_equal(heads.predict(plain, logits)["label"], [4, 4, 1, 2, 0])  # argmax label
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(class_groups=((0,), (1,)), class_key="gender", kind="multiclass"), "classes of its own"),
+    (dict(class_groups=((0, 2), (1, 3))), "go together"),
+    (dict(class_key="gender"), "go together"),
+    (dict(class_groups=((0, 2), (1, 3)), class_key="people"), "multi-hot targets"),
+    (dict(class_groups=((0, 1, 2, 3),), class_key="gender"), "at least 2 non-empty"),
+    (dict(class_groups=((0, 2), ()), class_key="gender"), "at least 2 non-empty"),
+    (dict(class_groups=((0, 4), (1, 3)), class_key="gender"), r"distinct labels in \[0, 4\)"),
+    (dict(class_groups=((0, 2), (2, 3)), class_key="gender"), "distinct labels"),
+    (dict(class_groups=(0, 2), class_key="gender"), "groups of label indices"),
+])
+def test_invalid_class_groups_are_one_line_errors(kwargs, match):
+  spec = {**dict(name="gender", kind="multilabel_softmax", num_outputs=4, label_key="people"), **kwargs}
+  with pytest.raises(ValueError, match=match) as caught:
+    HeadSpec(**spec)
+  assert "\n" not in str(caught.value)
+
+
 @pytest.mark.parametrize("kwargs,match", [
     (dict(name="x", kind="ordinal"), "kind"),
     (dict(name="embedding", kind="binary"), "embedding"),

@@ -365,6 +365,14 @@ def test_options_are_checked():
   regression = TinyFaces(heads=(heads_lib.HeadSpec("age", "regression"),))
   with pytest.raises(ValueError, match="need a classifier"):
     objectives.get_objective("constrained", regression, head="age")
+  # Seed 002's Open Images labels read as gender classify in evaluation, but their targets are multi-hot:
+  # no rates of theirs to constrain, by name or as the model's only classifying head.
+  people = heads_lib.HeadSpec("gender", "multilabel_softmax", 4, label_key="gender_age_labels",
+                              class_groups=((0, 2), (1, 3)), class_key="gender")
+  with pytest.raises(ValueError, match="need a classifier"):
+    objectives.get_objective("constrained", TinyFaces(heads=(people,)), head="gender")
+  with pytest.raises(ValueError, match="0 classifying heads"):
+    objectives.get_objective("constrained", TinyFaces(heads=(people,)))
 
 
 # ------------------------------------------------------------------------------- across devices

@@ -381,3 +381,49 @@ def test_multi_head_seed_model_gives_age_error_and_race_gender_confusion():
     assert key in result.metrics
   assert set(result.reports) == {(h, g) for h in ("age", "gender", "race")
                                  for g in groups.DEFAULT_GROUPINGS}
+
+
+def test_a_multilabel_head_read_through_class_groups_reports_as_a_classifier():
+  # Seed 002: an ADS over (Man, Woman, Boy, Girl) read as gender (male = Man or Boy), trained on multi-hot
+  # labels under another key. Six rows, worked out by hand; race 0 (White) and 1 (Black).
+  people = HeadSpec("gender", "multilabel_softmax", num_outputs=4, label_key="people",
+                    class_groups=((0, 2), (1, 3)), class_key="gender")
+  model = Echo((people,))
+  state = _state(model, model.init(jax.random.key(0), np.zeros((1, 1, 1, 4), np.float32)))
+  logits = np.array([[3, 0, 0, 0],     # Man   -> male,   a man:    right   (White)
+                     [0, 0, 0, 2],     # Girl  -> female, a man:    wrong   (Black)
+                     [0, 1, 0, .5],    # Woman -> female, a woman:  right   (White)
+                     [0, 0, 2, 1],     # Boy   -> male,   a girl:   wrong   (Black)
+                     [1, 0, 0, 0],     # gender unknown: counts in no confusion
+                     [0, 5, 0, 0]],    # a padding row: counts nowhere
+                    np.float32)
+  targets = np.array([[1, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0], [1, 0, 0, 0]])
+  batch = {"image": logits.reshape(6, 1, 1, 4), "people": targets.astype(np.int32),
+           "gender": np.array([0, 0, 1, 1, -1, 0], np.int32), "race": np.array([0, 1, 0, 1, 0, 1], np.int32),
+           "age": np.full(6, 30, np.int32), "mask": np.array([True] * 5 + [False])}
+  sums = evaluate.make_evaluator(model, images_fn=_identity)(state, batch, model.apply)
+  confusion = sums["gender"]["confusion"]
+  np.testing.assert_array_equal(confusion["overall"], [[1, 1], [1, 1]])  # [true gender, predicted]
+  race = np.zeros((5, 2, 2), np.int64)
+  race[0] = [[1, 0], [0, 1]]
+  race[1] = [[0, 1], [1, 0]]
+  np.testing.assert_array_equal(confusion["race"], race)
+  np.testing.assert_array_equal(confusion["gender"], [[[1, 1], [0, 0]], [[0, 0], [1, 1]]])
+  # The loss is the multi-hot targets': one term per positive of the unpadded rows (row 4 has none).
+  positives = [(0, 0), (1, 0), (2, 1), (3, 3)]
+  loss = sum(np.log(np.exp(logits[r, [p] + [j for j in range(4) if not targets[r, j]]]).sum()) - logits[r, p]
+             for r, p in positives)
+  np.testing.assert_allclose(sums["gender"]["loss"], [loss, 4], rtol=1e-5)
+
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", report_lib.FairnessWarning)
+    result = evaluate.summarise(model, sums)
+  m = result.metrics
+  assert result.class_names["gender"] == ["male", "female"]
+  assert m["gender/accuracy"] == pytest.approx(0.5)
+  assert m["gender/loss"] == pytest.approx(loss / 4, rel=1e-5)
+  assert m["gender/race/worst_group_accuracy"] == pytest.approx(0.0)
+  assert m["gender/race/accuracy_gap"] == pytest.approx(1.0)
+  by_race = result.reports[("gender", "race")].by_group.set_index("race")
+  assert by_race.loc["White", "fpr"] == pytest.approx(0.0)  # female the positive class: men called women
+  assert by_race.loc["Black", "fpr"] == pytest.approx(1.0)
