@@ -16,7 +16,7 @@ Trains (or finds finished) ``configs/seed002_resnet18.py`` and ``configs/seed002
     drawn as ``OUT/<model>/lime_mr2_misclassified.png``;
   * runs the by-group explanations of ``python -m fairjax.explain`` (integrated gradients, Grad-CAM,
     LIME; ``--per_group`` faces per race x gender group) on the test split, written into the run's
-    ``report/test/explain/`` and linked from its report (``--explain_methods``).
+    ``report/test/explain/`` and linked from its report (``--explain_methods``; none skips them).
 
 and writes ``OUT/seed002.md`` / ``OUT/seed002.csv``: every figure of both models on both face sets beside
 the seed's numbers. A finished run is not trained again.
@@ -134,6 +134,8 @@ def audit(model: str, workdir: str, args) -> list[dict]:
                        args["lime_samples"], args["seed"])
   print(f"{model}: LIME of {shown} misclassified MR2-like faces")
   methods = args["explain_methods"]
+  if not methods:
+    return table
   result = by_group.explain_run(context, "test", methods, per_group=args["per_group"], seed=args["seed"],
                                 options={"lime": {"num_samples": args["lime_samples"]}} if "lime" in methods else {})
   explain_report.write(result, explain_report.output_dir(workdir, "test"), workdir)

@@ -44,7 +44,8 @@ SEED_CONFIGS = ("seed000_gender_cnn", "seed000_demographic", "seed000_tripathi",
 EXTRA_SMOKE_RUNS = (("seed000_gender_cnn", "curated,smoke"), ("seed001_vgg_face_age", "x3,smoke"))
 # UTKFace smoke runs that an experiment's smoke test makes (and checks with ``check_smoke_report``), so
 # that the suite trains each once.
-SMOKE_RUN_ELSEWHERE = {"clip_utkface": "tests/experiments/test_clip_utkface.py"}
+SMOKE_RUN_ELSEWHERE = {"clip_utkface": "tests/experiments/test_clip_utkface.py",
+                       "seed002_se_resnet101": "tests/experiments/test_seed002.py"}
 
 
 def load(name: str):

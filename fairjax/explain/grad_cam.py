@@ -14,8 +14,10 @@ of patches) or g^2 the patch tokens are laid back on their grid and treated as a
 Grad-CAM for ViTs. The map is upsampled bilinearly to the image size.
 
 Without a ``layer`` the default is the last module output (in call order) that depends on the images
-and is a spatial map larger than 1 x 1, else the last token sequence that is: for a CNN the last
-convolutional block, for CLIP the vision tower's last block. ``layers`` lists what can be chosen.
+and is a spatial map larger than 1 x 1: for a CNN the last convolutional block. Without one, it is the
+last token grid whose patch tokens the score depends on: for CLIP's ViT, which reads its class token
+only, the last block's first LayerNorm (``clip/vision/encoder/layer_11/ln1``), as is usual for ViTs.
+``layers`` lists what can be chosen.
 """
 
 import dataclasses
@@ -100,14 +102,54 @@ def _layers(score, images) -> list[tuple[str, tuple]]:
 
 
 def default_layer(score: targets_lib.BoundScore, images) -> str:
-  """The last spatial map, else the last token grid (see the module docstring)."""
+  """The last spatial map, else the last token grid whose patch tokens the score depends on (see the
+  module docstring)."""
   candidates = layers(score, images)
   maps = [path for path, shape in candidates if len(shape) == 4]
-  tokens = [path for path, shape in candidates if len(shape) == 3]
-  if not maps and not tokens:
+  tokens = [(path, shape) for path, shape in candidates if len(shape) == 3]
+  if maps:
+    return maps[-1]
+  if not tokens:
     raise ValueError("the model has no layer whose output is a spatial map or a token grid: Grad-CAM "
                      "does not apply")
-  return (maps or tokens)[-1]
+  reached = _patch_gradient_norms(score, jnp.asarray(images, jnp.float32), tuple(tokens))
+  used = [path for (path, _), norm in zip(tokens, reached) if norm > 0]
+  if not used:
+    raise ValueError("the score depends on no layer's patch tokens: Grad-CAM does not apply")
+  return used[-1]
+
+
+@jax.jit(static_argnums=2)
+def _patch_gradient_norms(score, images, tokens):
+  """|d score / d patch tokens| of every token layer, from one backward pass.
+
+  A ViT that reads its class token only makes the last block's patch tokens (and the encoder's output)
+  dead ends: their gradient is exactly zero and Grad-CAM on them is blank. The usual choice for ViTs is
+  therefore the last block's first LayerNorm, whose patch tokens feed the attention that the class
+  token reads; this finds it, and its equivalent in any model, as the last token layer the score
+  reaches."""
+  n = images.shape[0]
+
+  def perturbed(deltas):
+    seen = set()
+
+    def intercept(next_fun, args, kwargs, context):
+      out = next_fun(*args, **kwargs)
+      path = _path(context.module) if context.method_name == "__call__" and context.module.path else None
+      if path in deltas and path not in seen:
+        seen.add(path)
+        out = out + deltas[path]
+      return out
+
+    with nn.intercept_methods(intercept):
+      return jnp.sum(score(images))
+
+  gradients = jax.grad(perturbed)({path: jnp.zeros(shape, jnp.float32) for path, shape in tokens})
+  norms = []
+  for path, shape in tokens:
+    h, w = _grid(shape, n)
+    norms.append(jnp.abs(gradients[path][:, -h * w:]).sum())
+  return jnp.stack(norms)
 
 
 def grad_cam(score: targets_lib.BoundScore, images, layer: Optional[str] = None) -> GradCam:

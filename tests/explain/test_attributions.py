@@ -113,7 +113,7 @@ def test_the_planted_task_is_learned_and_attributions_fall_in_its_region(task):
   assert accuracy > 0.95
   images = images[labels == 1]  # the cue's presence is what class 1's probability rests on
   ig = attributions.integrated_gradients(score, images, steps=64)
-  assert np.median(ig.completeness_error) < 0.01
+  assert ig.completeness_error.max() < 0.01  # every face within 1 % at 64 steps
   shares = {
       "integrated_gradients": _share_in_region(ig.maps),
       "grad_cam": _share_in_region(grad_cam_lib.grad_cam(score, images, layer="conv2").maps),
