@@ -41,6 +41,7 @@ from fairjax.explain import explain_report
 from fairjax.explain import targets
 from fairjax.models import heads as heads_lib
 from fairjax.train import config as config_lib
+from fairjax.train import evaluate
 from fairjax.train import loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -84,7 +85,8 @@ def test_rows(context) -> pd.DataFrame:
   def fn(state, batch):
     predicted = heads_lib.predict(spec, context.outputs(state, batch)[spec.name])["label"]
     return {"index": batch["index"], "race": batch["race"], "gender": batch["gender"], "age": batch["age"],
-            "label": batch[spec.class_label_key], "predicted": predicted, "mask": batch["mask"]}
+            "label": evaluate.true_classes(spec, batch[spec.class_label_key]), "predicted": predicted,
+            "mask": batch["mask"]}
 
   rows = {k: np.asarray(v) for k, v in context.rows(fn, "test").items()}
   known = (rows["race"] >= 0) & (rows["gender"] >= 0) & (rows["label"] >= 0)

@@ -78,7 +78,7 @@ def score_rows(context, split: str, spec: heads_lib.HeadSpec) -> Rows:
   def fn(state, batch):
     outputs = context.outputs(state, batch)
     predicted = heads_lib.predict(spec, outputs[spec.name])["label"]
-    return {"index": batch["index"], "label": batch[key], "predicted": predicted,
+    return {"index": batch["index"], "label": evaluate.true_classes(spec, batch[key]), "predicted": predicted,
             "group": groups.group_codes(batch, GROUPING), "mask": batch["mask"]}
 
   rows = context.rows(fn, split)
@@ -108,7 +108,7 @@ def in_chunks(fn, images: np.ndarray, chunk: int) -> np.ndarray:
 
 
 def explain_faces(method: str, options: Mapping, scores: dict, images: np.ndarray, classes: np.ndarray,
-             key: jax.Array, chunk: int) -> np.ndarray:
+                  key: jax.Array, chunk: int) -> np.ndarray:
   """``[n, H, W]`` maps of ``method`` for ``images``, face i explained for class ``classes[i]`` with
   ``scores[classes[i]]`` (the faces of one class at a time, in chunks of ``chunk`` faces)."""
   out = np.zeros(images.shape[:3], np.float32)
@@ -194,15 +194,11 @@ def explain_run(context, split: str, method_names: Sequence[str], *, head: Optio
     group_key = jax.random.fold_in(key, g)
     maps, gallery = {}, {}
     for m, method in enumerate(method_names):
-      method_key = jax.random.fold_in(group_key, m)
-      maps[method] = explain_faces(method, options.get(method, {}), scores, images, rows.label[chosen],
-                              method_key, per_group)
+      explain = lambda faces, classes: explain_faces(method, options.get(method, {}), scores, faces, classes,
+                                                     jax.random.fold_in(group_key, m), per_group)
+      maps[method] = explain(images, rows.label[chosen])
       if len(wrong):
-        gallery[method] = (
-            explain_faces(method, options.get(method, {}), scores, wrong_images, rows.label[wrong], method_key,
-                     per_group),
-            explain_faces(method, options.get(method, {}), scores, wrong_images, rows.predicted[wrong],
-                     method_key, per_group))
+        gallery[method] = (explain(wrong_images, rows.label[wrong]), explain(wrong_images, rows.predicted[wrong]))
     explained.append(GroupFaces(label=label, rows=chosen, images=images, classes=rows.label[chosen],
                                 maps=maps, misclassified=wrong, misclassified_images=wrong_images,
                                 gallery_maps=gallery))

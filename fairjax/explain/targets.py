@@ -13,7 +13,9 @@ the model in evaluation mode and reads one head:
   multilabel_softmax
                 a label's probability under the softmax over all labels; a head with ``class_groups``
                 (seed 002's Man + Boy = male) is read as its decoded classes, a class's probability
-                being its labels' summed probability
+                being its labels' summed probability (the prediction, ``heads.predict``, is the class
+                of the single highest label, as the seed compares confidences; the two disagree only
+                when the labels of a class split its mass)
 
 ``output='logit'`` explains the log-odds instead (log p / (1 - p) of the same event), which does not
 saturate: a confident model's probability has almost no gradient, its log-odds still has. For two

@@ -144,15 +144,21 @@ def make_evaluator(model, *, images_fn: Callable,
   return evaluator
 
 
+def true_classes(spec: heads_lib.HeadSpec, labels) -> jax.Array:
+  """A classifying head's batch labels as class indices: a binned head's values as their bins; -1 where
+  the label is unknown (out-of-range classes are left for the counts to drop)."""
+  labels = jnp.asarray(labels)
+  if spec.kind == "binned":
+    known = (labels >= 0) & ~jnp.isnan(labels.astype(jnp.float32))
+    return jnp.where(known, heads_lib.bin_index(spec, labels), -1)
+  return labels.astype(jnp.int32)
+
+
 def _confusions(spec, labels, predicted, codes, mask) -> dict:
   if labels.ndim != 1:
     raise ValueError(f"head {spec.name!r}: evaluation needs one label per example, got labels of shape "
                      f"{labels.shape}")
-  if spec.kind == "binned":
-    known = (labels >= 0) & ~jnp.isnan(labels.astype(jnp.float32))
-    truth = jnp.where(known, heads_lib.bin_index(spec, labels), -1)
-  else:
-    truth = labels.astype(jnp.int32)  # -1 (unknown) and out-of-range labels are dropped by the counts
+  truth = true_classes(spec, labels)
   count = lambda g, n: confusion.confusion_counts(truth, predicted, g, num_groups=n,
                                                   num_classes=num_classes(spec), mask=mask)
   out = {"overall": count(jnp.zeros_like(truth), 1)[0]}
