@@ -46,16 +46,27 @@ def mr2_like(rows: pd.DataFrame, seed: int = 0, strict: bool = True) -> pd.DataF
   return rows.loc[chosen]
 
 
-def _error_rate(rows: pd.DataFrame) -> float:
-  return float((rows.predicted != rows.label).mean()) if len(rows) else float("nan")
+def cell_table(rows: pd.DataFrame) -> dict:
+  """``{(race, gender): (faces, misclassified)}`` of a face set (columns race, gender, label, predicted):
+  every figure below is a function of these counts."""
+  wrong = (rows.predicted != rows.label).to_numpy()
+  table = {}
+  for (race, gender), index in rows.groupby(["race", "gender"]).indices.items():
+    table[(race, gender)] = (len(index), int(wrong[index].sum()))
+  return table
 
 
-def _accuracy(rows: pd.DataFrame) -> float:
-  return float((rows.predicted == rows.label).mean()) if len(rows) else float("nan")
+def _rate(cells: dict, keep) -> tuple[float, float]:
+  """(share misclassified, share correct) of the faces of the cells that ``keep(race, gender)`` picks."""
+  faces = sum(n for (r, g), (n, _) in cells.items() if keep(r, g))
+  wrong = sum(w for (r, g), (_, w) in cells.items() if keep(r, g))
+  if not faces:
+    return float("nan"), float("nan")
+  return wrong / faces, 1 - wrong / faces
 
 
-def comparisons(rows: pd.DataFrame) -> dict:
-  """The seed's figures of one face set (columns race, gender, label, predicted):
+def figures_of_cells(cells: dict) -> dict:
+  """The seed's figures from ``cell_table`` counts:
 
     sex/*                 Figure 5: female against male, every face
     race/<race>/*         Figure 6: each race against White, every face
@@ -66,37 +77,47 @@ def comparisons(rows: pd.DataFrame) -> dict:
   out = {}
 
   def compare(prefix, protected, privileged):
-    p, q = _error_rate(protected), _error_rate(privileged)
-    acc_p, acc_q = _accuracy(protected), _accuracy(privileged)
+    p, acc_p = _rate(cells, protected)
+    q, acc_q = _rate(cells, privileged)
     out[f"{prefix}/error_rate"] = p
     out[f"{prefix}/privileged_error_rate"] = q
     out[f"{prefix}/fpr_difference"] = p - q
     out[f"{prefix}/disparate_impact"] = acc_p / acc_q if acc_q > 0 else float("nan")
 
-  women, men = rows[rows.gender == PROTECTED_GENDER], rows[rows.gender == PRIVILEGED_GENDER]
-  compare("sex", women, men)
-  out["sex/misclassified_female"] = int((women.predicted != women.label).sum())
-  out["sex/misclassified_male"] = int((men.predicted != men.label).sum())
-  out["sex/faces_female"], out["sex/faces_male"] = len(women), len(men)
-  for race in sorted(set(rows.race) - {PRIVILEGED_RACE}):
-    compare(f"race/{race}", rows[rows.race == race], rows[rows.race == PRIVILEGED_RACE])
-    compare(f"female_race/{race}", women[women.race == race], women[women.race == PRIVILEGED_RACE])
-  for race in sorted(set(rows.race)):
-    out[f"women/{race}/error_rate"] = _error_rate(women[women.race == race])
-  out["accuracy"] = _accuracy(rows)
+  compare("sex", lambda r, g: g == PROTECTED_GENDER, lambda r, g: g == PRIVILEGED_GENDER)
+  for gender in (PROTECTED_GENDER, PRIVILEGED_GENDER):
+    out[f"sex/misclassified_{gender}"] = sum(w for (_, g), (_, w) in cells.items() if g == gender)
+    out[f"sex/faces_{gender}"] = sum(n for (_, g), (n, _) in cells.items() if g == gender)
+  races = sorted({r for r, _ in cells})
+  for race in races:
+    if race == PRIVILEGED_RACE:
+      continue
+    compare(f"race/{race}", lambda r, g, race=race: r == race, lambda r, g: r == PRIVILEGED_RACE)
+    compare(f"female_race/{race}", lambda r, g, race=race: r == race and g == PROTECTED_GENDER,
+            lambda r, g: r == PRIVILEGED_RACE and g == PROTECTED_GENDER)
+  for race in races:
+    out[f"women/{race}/error_rate"] = _rate(cells, lambda r, g, race=race: r == race and g == PROTECTED_GENDER)[0]
+  out["accuracy"] = _rate(cells, lambda r, g: True)[1]
   return out
 
 
+def comparisons(rows: pd.DataFrame) -> dict:
+  """``figures_of_cells`` of a face set."""
+  return figures_of_cells(cell_table(rows))
+
+
 def intervals(rows: pd.DataFrame, seed: int = 0, resamples: int = RESAMPLES) -> dict:
-  """95 % percentile bootstrap interval of every figure of ``comparisons``: faces resampled with
-  replacement within each race x gender cell, so every resample keeps the set's design."""
+  """95 % percentile bootstrap interval of every figure of ``comparisons``, faces resampled with
+  replacement within each race x gender cell so that every resample keeps the set's design. Only
+  whether a face is misclassified enters a figure, so a cell's resampled misclassified count is a
+  Binomial(faces, its share misclassified) draw: the same distribution, without drawing faces."""
   rng = np.random.default_rng(seed)
-  cells = [np.flatnonzero(((rows.race == r) & (rows.gender == g)).to_numpy())
-           for r, g in sorted(set(zip(rows.race, rows.gender)))]
-  draws = []
-  for _ in range(resamples):
-    picked = np.concatenate([rng.choice(cell, len(cell), replace=True) for cell in cells])
-    draws.append(comparisons(rows.iloc[picked]))
+  cells = cell_table(rows)
+  keys = list(cells)
+  faces = np.array([cells[k][0] for k in keys])
+  shares = np.array([cells[k][1] for k in keys]) / faces
+  wrong = rng.binomial(faces, shares, size=(resamples, len(keys)))
+  draws = [figures_of_cells({k: (n, int(w)) for k, n, w in zip(keys, faces, row)}) for row in wrong]
   out = {}
   for key in draws[0]:
     values = np.asarray([d[key] for d in draws], np.float64)

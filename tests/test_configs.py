@@ -44,8 +44,12 @@ SEED_CONFIGS = ("seed000_gender_cnn", "seed000_demographic", "seed000_tripathi",
 EXTRA_SMOKE_RUNS = (("seed000_gender_cnn", "curated,smoke"), ("seed001_vgg_face_age", "x3,smoke"))
 # UTKFace smoke runs that an experiment's smoke test makes (and checks with ``check_smoke_report``), so
 # that the suite trains each once.
+# The two seed 002 configs differ only in network and head (seed002_resnet18.seed002_config): the ADS's
+# smoke run in the experiment's test covers what they share and the multi-label head; the ResNet-18 is
+# tested in tests/models/test_resnet.py.
 SMOKE_RUN_ELSEWHERE = {"clip_utkface": "tests/experiments/test_clip_utkface.py",
-                       "seed002_se_resnet101": "tests/experiments/test_seed002.py"}
+                       "seed002_se_resnet101": "tests/experiments/test_seed002.py",
+                       "seed002_resnet18": "tests/experiments/test_seed002.py"}
 
 
 def load(name: str):
