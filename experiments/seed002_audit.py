@@ -67,13 +67,8 @@ def model_config(model: str, smoke: bool = False):
 
 def train(model: str, output_dir: str, smoke: bool = False) -> str:
   """The model's finished run folder (trained here when it is not)."""
-  config = model_config(model, smoke)
   workdir = os.path.join(output_dir, model)
-  if loop.finished(workdir, config):
-    print(f"{model}: finished run in {workdir}, not trained again")
-  else:
-    print(f"{model}: training in {workdir}")
-    loop.train_and_evaluate(config, workdir)
+  loop.ensure_trained(model_config(model, smoke), workdir, model)
   return workdir
 
 

@@ -126,11 +126,7 @@ def run_models(models, dataset: str, output_dir: str, smoke: bool = False, manua
   for model in models:
     config = model_config(model, dataset, smoke, manual_dir, cpu, side)
     workdir = os.path.join(output_dir, model)
-    if loop.finished(workdir, config):
-      print(f"{model}: finished run in {workdir}, not trained again")
-    else:
-      print(f"{model}: training in {workdir}")
-      loop.train_and_evaluate(config, workdir)
+    loop.ensure_trained(config, workdir, model)
     results[model] = _final_metrics(workdir)
   return results
 

@@ -248,6 +248,18 @@ def finished(workdir, config) -> bool:
   return check_workdir(workdir, config) and (paths.resolve(workdir) / "report" / "final_metrics.json").exists()
 
 
+def ensure_trained(config, workdir, name: str = "", log=print) -> bool:
+  """Trains ``config`` in ``workdir`` unless a finished run of it is there (an interrupted one resumes):
+  what every experiment does for each of its runs. Returns whether it trained; ``log`` says which."""
+  label = f"{name}: " if name else ""
+  if finished(workdir, config):
+    log(f"{label}finished run in {workdir}, not trained again")
+    return False
+  log(f"{label}training in {workdir}")
+  train_and_evaluate(config, workdir)
+  return True
+
+
 def train_and_evaluate(config, workdir) -> dict:
   """Trains ``config``'s model in ``workdir`` (resuming from its last checkpoint) and writes the report.
 
