@@ -17,8 +17,8 @@ PACKAGE = os.path.join(ROOT, "fairjax")
 # count as one package, '(base)'; fairjax.main is the command on top of everything.
 BASE_MODULES = ("paths", "registry", "cli", "markdown")
 # ARCHITECTURE.md's packages, lowest first.
-LAYERS = ("(base)", "metrics", "data", "ops", "models", "report", "audit", "train", "clip", "explain",
-          "(main)")
+LAYERS = ("(base)", "metrics", "data", "ops", "models", "report", "audit", "postprocess", "erasure", "train",
+          "clip", "explain", "(main)")
 
 
 def _package_of(module: str) -> str:
