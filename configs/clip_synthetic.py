@@ -78,7 +78,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       tokenizer="captions", vocab_size=1024, architecture=architecture(), heads=("gender", "race"),
       gender_prompts=("male/female, templated", "man/woman, templated", "boy/girl, templated"),
       race_prompts=("race",)))
-  config.objective.name = "clip_contrastive"
+  config.objective.task = "clip_contrastive"
 
   config.optimizer.update(name="adamw", learning_rate=1e-3, schedule="warmup_cosine", warmup_steps=100,
                           weight_decay=0.05, grad_clip_norm=1.0)

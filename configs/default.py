@@ -56,11 +56,11 @@ def get_config(arg: str = ""):
   return config
 
 
-def with_objective(arg: str, name: str, **options) -> ml_collections.ConfigDict:
-  """This experiment with another objective and its options: the mitigation configs
-  (``default_constrained``, ``default_grl``, ``default_jlu``) change only that, so that their reports
-  compare one to one with this one's."""
+def with_terms(arg: str, **terms) -> ml_collections.ConfigDict:
+  """This experiment with objective terms added to its loss (``name=dict(options)``): the mitigation
+  configs (``default_constrained``, ``default_grl``, ``default_jlu``, ``default_fair``) change only that,
+  so that their reports compare one to one with this one's."""
   config = get_config(arg)
-  config.objective.name = name
-  config.objective.options = ml_collections.ConfigDict(options)
+  for name, options in terms.items():
+    config.objective.terms[name] = ml_collections.ConfigDict(options)
   return config

@@ -26,12 +26,11 @@ _DEFAULT = config_lib.load_config_module(os.path.join(os.path.dirname(__file__),
 
 
 def get_config(arg: str = ""):
-  return _DEFAULT.with_objective(
-      arg, "grl",
+  return _DEFAULT.with_terms(arg, grl=dict(
       attributes=("race",),  # the grouping the default audits
       hidden=(64,),       # the adversary: one ReLU layer, then a softmax over the five races
       weight=1.0,         # the reversal weight lambda reached at the end of the ramp
       schedule="dann",    # lambda = 2 / (1 + exp(-10 p)) - 1 over training progress p
       ramp_steps=0,       # 0: p runs over the whole run
       keep_norm=True,     # the reversed gradient never scales the embedding up (plain reversal diverges)
-  )
+  ))

@@ -27,4 +27,4 @@ _DEFAULT = config_lib.load_config_module(os.path.join(os.path.dirname(__file__),
 def get_config(arg: str = ""):
   # Against the grouping the default audits (race): alpha weighs the confusion loss (seed 004: 0, 0.4,
   # 1), and hidden=() makes the race head a softmax on the embedding, as seed 004's gender head is.
-  return _DEFAULT.with_objective(arg, "jlu", attributes=("race",), alpha=1.0, hidden=())
+  return _DEFAULT.with_terms(arg, jlu=dict(attributes=("race",), alpha=1.0, hidden=()))

@@ -106,16 +106,15 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
   config.eval.update(splits=("validation", "test"), primary_head="gender", primary_grouping="gender")
   if contrastive:
-    config.objective.name = "clip_contrastive"
+    config.objective.task = "clip_contrastive"
     config.selection.metric = ""  # §8.1: the model Finetuner's fit leaves after its epochs
   else:
-    config.objective.name = "standard"
+    config.objective.task = "standard"
     # §8.2.2: the lowest validation loss among the epochs whose TPR and FPR gaps are below 0.1.
     config.selection.update(metric="validation/loss", mode="min",
                             bound_metric="validation/gender/gender/accuracy_gap", bound=0.1)
   if "constrained" in words:
-    config.objective.name = "constrained"
-    config.objective.options = ml_collections.ConfigDict(dict(
+    config.objective.terms.constrained = ml_collections.ConfigDict(dict(
         head="gender", attributes=("race",), constraint="equalized_odds", epsilon=0.05, multiplier_lr=0.01,
         multiplier_max=2.0, temperature=1.0, rate_decay=0.99, push="worse_group",
         deterministic_rates=False))  # CLIP has no dropout: the training outputs are the deployed ones

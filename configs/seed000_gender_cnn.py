@@ -143,7 +143,7 @@ def utkface_config(config_file: str) -> ml_collections.ConfigDict:
   config.data.holdout_fractions.test = 0.2
   config.data.treatments = ()
   config.data.seed = 0
-  config.objective.name = "standard"
+  config.objective.task = "standard"
   config.optimizer.name = "adam"
   config.optimizer.learning_rate = 1e-4
   config.optimizer.schedule = "constant"

@@ -13,7 +13,7 @@ What it reproduces (seed 004, Yadav & Ramakrishnan, "Identifying and removing bi
   Model (§3.2): ``jlu_cnn``, 96x96x3 -> 128-d theta_repr -> a 14-bin age softmax and a gender softmax.
   Training (Algorithm 1, §4): on BD, alternating min L_gen (the gender head on frozen features) and
   min L_age + alpha * L_confusion (cross-entropy of the gender posterior to (0.5, 0.5)):
-  ``objective=jlu`` with alpha 0 (M1: the age task alone), 1 (M2) and 0.4 (M3).
+  ``objective.terms.jlu`` with alpha 0 (M1: the age task alone), 1 (M2) and 0.4 (M3).
   Evaluation (§4.1-4.2): age accuracy on EBD (Table 1) and on BD's complement; the t-SNE maps of
   theta_repr coloured by gender (Figs 8-9, in each split's report); how much gender the
   representation still holds, as the seed's gender accuracy and as a fresh probe's leakage.
@@ -32,11 +32,11 @@ representation good at age "leaks" gender there, whatever it has unlearnt.
 
 Arguments (comma-separated: 'm3,synthetic,smoke'; one model word and one data word)
   'm1' | 'm2' (default) | 'm3'   JLU with alpha 0, 1, 0.4, as the seed's three models.
-  'grl'          the same model and data with gradient reversal instead (``objective=grl``: the
+  'grl'          the same model and data with gradient reversal instead (``objective.terms.grl``: the
                  gender head reads theta_repr through a reversal layer whose weight ramps 0 -> 1 on
                  DANN's schedule); not in the seed, the issue's comparison.
   'constrained'  the age head under equalized-odds constraints between men and women
-                 (``objective=constrained``, epsilon 0.05) on an age-only jlu_cnn (a gender head
+                 (``objective.terms.constrained``, epsilon 0.05) on an age-only jlu_cnn (a gender head
                  would otherwise train as a second task). In BD no age bin has positives of both
                  genders, so only the false-positive-rate constraints are ever defined.
   'utkface' (default) | 'synthetic'
@@ -133,17 +133,14 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.train.update(batch_size=64, num_epochs=20, log_every_steps=50, checkpoint_every_steps=500)
 
   if MODELS[model_word] is not None:
-    config.objective.name = "jlu"
-    config.objective.options = ml_collections.ConfigDict(dict(
+    config.objective.terms.jlu = ml_collections.ConfigDict(dict(
         attributes=("gender",), alpha=MODELS[model_word], hidden=()))
   elif model_word == "grl":
-    config.objective.name = "grl"
-    config.objective.options = ml_collections.ConfigDict(dict(
+    config.objective.terms.grl = ml_collections.ConfigDict(dict(
         attributes=("gender",), hidden=(), weight=1.0, schedule="dann", ramp_steps=0, keep_norm=True))
   else:
     config.model.kwargs.heads = (binned_head("age", jlu_cnn.AGE_LOW, jlu_cnn.AGE_HIGH, jlu_cnn.AGE_BIN_WIDTH),)
-    config.objective.name = "constrained"
-    config.objective.options = ml_collections.ConfigDict(dict(
+    config.objective.terms.constrained = ml_collections.ConfigDict(dict(
         head="age", attributes=("gender",), constraint="equalized_odds", epsilon=0.05,
         multiplier_lr=0.01, multiplier_max=2.0, temperature=1.0))
 

@@ -42,8 +42,7 @@ def _cases(tmp_path):
   main = [sys.executable, "-m", "fairjax.main"]
   smoke = f"--config={CONFIG}:smoke"
   extra_key = _user_config(tmp_path, "extra_key.py", "config.train.batch_sizes = 8")
-  typo = _user_config(tmp_path, "typo.py", "config.objective.name = 'constrained'",
-                      "config.objective.options.epsilom = 0.1")
+  typo = _user_config(tmp_path, "typo.py", "config.objective.terms['constrained'] = {'epsilom': 0.1}")
   return {
       "missing config file": (main + ["--config=configs/missing.py", "--workdir=run"], {},
                               "config file configs/missing.py not found"),
@@ -66,7 +65,8 @@ def _cases(tmp_path):
           "CelebA files missing"),
       "misspelt objective option": (
           main + [f"--config={typo}", "--workdir=run"], {},
-          "objective 'constrained' has no option 'epsilom'; its options: head, attributes, constraint, epsilon"),
+          "objective.terms.constrained: objective term 'constrained' has no option 'epsilom'; its options: head, "
+          "attributes, constraint, epsilon"),
       "unknown experiment model": (
           [sys.executable, "-m", "experiments.seed004_unlearning", "--models=m9", "--output_dir=run"], {},
           "--models must name some of m1"),
@@ -120,15 +120,16 @@ def test_a_workdir_holding_another_configs_run_is_named_and_left_as_it_was(tmp_p
 
 
 def test_a_run_saved_before_the_schema_gained_a_key_is_the_same_config(tmp_path):
-  """An upgrade that adds a schema key (or an objective option) must not strand finished runs."""
+  """An upgrade that adds a schema key (or an objective option, or composes objectives) must not strand
+  finished runs."""
   from fairjax.train import loop  # pylint: disable=g-import-not-at-top
   config = default_config.get_config("smoke")
-  with config.unlocked():
-    config.objective.name = "constrained"
+  config.objective.terms["constrained"] = {"epsilon": 0.05}
   saved = json.loads(config.to_json_best_effort())
   del saved["data"]["bias"]["side_size"]  # a key the schema gained since the run
   saved["train"]["retired_key"] = 1  # a key the schema has lost since
-  saved["objective"]["options"]["balance_groups"] = False  # an option at its default, named then
+  # The objective as runs saved it before terms composed, with an option at its default named then.
+  saved["objective"] = {"name": "constrained", "options": {"epsilon": 0.05, "balance_groups": False}}
   (tmp_path / "config.json").write_text(json.dumps(saved))
   assert loop.check_workdir(str(tmp_path), config)
   assert not loop.finished(str(tmp_path), config)  # no report yet

@@ -16,7 +16,7 @@ load = test_configs.load
 
 def test_clip_synthetic_trains_a_fresh_clip_contrastively():
   config = load("clip_synthetic").get_config("")
-  assert (config.model.name, config.objective.name) == ("clip_zero_shot", "clip_contrastive")
+  assert (config.model.name, config.objective.task) == ("clip_zero_shot", "clip_contrastive")
   assert config.model.kwargs.tokenizer == "captions" and "checkpoint" not in config.model.kwargs
   assert config.data.name == "synthetic_faces" and config.data.synthetic.preset == "default"
   assert tuple(config.model.kwargs.heads) == ("gender", "race")
@@ -27,19 +27,19 @@ def test_clip_synthetic_trains_a_fresh_clip_contrastively():
 def test_seed000_clip_finetune_variants_follow_section_8():
   module = load("seed000_clip_finetune")
   base = module.get_config("")
-  assert base.objective.name == "standard" and tuple(base.model.kwargs.heads) == ("gender",)
+  assert (base.objective.task, list(base.objective.terms)) == ("standard", []) and tuple(base.model.kwargs.heads) == ("gender",)
   assert base.data.splits == "balanced" and base.data.balanced.by == "gender"
   assert (base.data.balanced.per_class.train, base.data.balanced.per_class.validation) == (1000, 200)
   assert base.train.num_epochs == 10
   assert (base.selection.metric, base.selection.mode, base.selection.bound) == ("validation/loss", "min", 0.1)
   assert base.selection.bound_metric == "validation/gender/gender/accuracy_gap"
   contrastive = module.get_config("contrastive")
-  assert contrastive.objective.name == "clip_contrastive" and contrastive.data.splits == "kfold"
+  assert contrastive.objective.task == "clip_contrastive" and contrastive.data.splits == "kfold"
   assert (contrastive.data.kfold.k, contrastive.optimizer.learning_rate, contrastive.train.batch_size,
           contrastive.train.num_epochs) == (5, 1e-5, 32, 30)
   assert tuple(contrastive.data.stratify_by) == ("gender", "race")
   constrained = module.get_config("constrained")
-  assert constrained.objective.name == "constrained" and constrained.objective.options.head == "gender"
+  assert list(constrained.objective.terms) == ["constrained"] and constrained.objective.terms.constrained.head == "gender"
   utk = module.get_config("utkface")
   assert utk.data.name == "utkface" and utk.data.balanced.base == "holdout" and utk.data.manual_dir
   for arg in ("", "contrastive", "constrained", "utkface", "contrastive,utkface,smoke"):

@@ -21,17 +21,15 @@ device). Every device builds the N x N similarity matrix, which is small beside 
 batches CLIP trains with here (tens to a few thousand pairs).
 
 Options. ``prompt_weight`` adds that multiple of the zero-shot heads' cross-entropy (the ``standard``
-loss on the model's prompt heads: seed 000 §8.2's loss) to the contrastive loss. ``fairness`` names a
-group-rate objective of ``fairjax.train.constrained`` ('constrained', 'gap_penalty', 'mindiff') whose
-term, on the zero-shot heads' outputs, is added as well (``fairness_options`` are its options): the
-fairness-constrained contrastive fine-tune. The model must have ``contrastive`` (``clip_zero_shot``),
-and the batch ``input_ids`` / ``attention_mask``: objectives with ``reads_text`` get them from the
-input pipeline's text stage.
+loss on the model's prompt heads: seed 000 §8.2's loss) to the contrastive loss. It is a *task*
+(``objective.task``): a group-rate term of ``fairjax.train.constrained`` listed in ``objective.terms``
+('constrained', 'gap_penalty', 'mindiff') is added on the zero-shot heads' outputs, which the forward
+pass then computes: the fairness-constrained contrastive fine-tune. The model must have ``contrastive``
+(``clip_zero_shot``), and the batch ``input_ids`` / ``attention_mask``: objectives with ``reads_text``
+get them from the input pipeline's text stage.
 """
 
 import math
-from typing import Any, Mapping, Optional
-
 import jax
 from jax import lax
 import jax.numpy as jnp
@@ -88,57 +86,44 @@ def global_contrastive_loss(image_embeddings: Array, text_embeddings: Array, log
   return loss, {k: lax.pmean(lax.stop_gradient(v), axis_name) for k, v in metrics.items()}
 
 
-@objectives.register("clip_contrastive")
-class ClipContrastive(objectives.Standard):
+@objectives.register_task("clip_contrastive")
+class ClipContrastive(objectives.Task):
   """CLIP's contrastive loss on the batch's image-caption pairs, optionally plus the prompt heads' loss
-  and a fairness objective's term (see the module docstring)."""
+  (see the module docstring); fairness terms are added as any objective's terms."""
 
   reads_text = True  # the input pipeline adds caption token ids to the batches
 
-  def __init__(self, model, prompt_weight: float = 0.0, max_logit_scale: float = MAX_LOGIT_SCALE,
-               fairness: str = "", fairness_options: Optional[Mapping[str, Any]] = None):
+  def __init__(self, model, prompt_weight: float = 0.0, max_logit_scale: float = MAX_LOGIT_SCALE):
     super().__init__(model)
     if not isinstance(model, model_protocols.ReadsCaptions):
-      raise ValueError(f"objective 'clip_contrastive' needs a CLIP model (clip_zero_shot), got "
+      raise ValueError(f"objective task 'clip_contrastive' needs a CLIP model (clip_zero_shot), got "
                        f"{type(model).__name__}")
     if prompt_weight < 0:
       raise ValueError(f"prompt_weight must be non-negative, got {prompt_weight}")
     self.prompt_weight, self.max_logit_scale = float(prompt_weight), float(max_logit_scale)
-    self.fairness = None
-    if fairness:
-      self.fairness = objectives.get_objective(fairness, model, **dict(fairness_options or {}))
-      if not isinstance(self.fairness, objectives.GroupRateTerm):
-        raise ValueError(f"fairness={fairness!r} is not a group-rate objective; use one of constrained, "
-                         "gap_penalty, mindiff")
-    elif fairness_options:
-      raise ValueError("fairness_options without fairness=: name the fairness objective they are for")
+    self.heads = objectives.Standard(model)
 
-  def init_state(self, params) -> dict:
-    return self.fairness.init_state(params) if self.fairness is not None else {}
-
-  def loss(self, params, state, batch, rng, apply_fn, axis_name):
+  def forward(self, model_params, model_state, batch, rng, apply_fn, *, with_heads):
     del rng  # CLIP has no dropout
     missing = [k for k in ("input_ids", "attention_mask") if k not in batch]
     if missing:
       raise KeyError(f"clip_contrastive reads captions, but the batch lacks {missing}; the input "
                      "pipeline adds them for objectives with reads_text")
-    with_heads = self.prompt_weight > 0 or self.fairness is not None
-    out = apply_fn({"params": params["model"], **state.model_state}, forward_lib.model_images(batch),
-                   batch["input_ids"], batch["attention_mask"], method="contrastive", with_heads=with_heads)
+    out = apply_fn({"params": model_params, **model_state}, forward_lib.model_images(batch),
+                   batch["input_ids"], batch["attention_mask"], method="contrastive",
+                   with_heads=with_heads or self.prompt_weight > 0)
+    return out, model_state
+
+  def loss(self, model_params, outputs, batch, axis_name):
     size = batch["input_ids"].shape[0]
     valid = jnp.asarray(batch["mask"], bool) if "mask" in batch else jnp.ones((size,), bool)
     weights = jnp.asarray(batch["weight"], jnp.float32) if "weight" in batch else jnp.ones((size,), jnp.float32)
-    loss, metrics = global_contrastive_loss(out["image_embedding"], out["text_embedding"], out["logit_scale"],
-                                            valid, weights, axis_name, self.max_logit_scale)
+    loss, metrics = global_contrastive_loss(outputs["image_embedding"], outputs["text_embedding"],
+                                            outputs["logit_scale"], valid, weights, axis_name,
+                                            self.max_logit_scale)
     metrics["contrastive/loss"] = lax.pmean(lax.stop_gradient(loss), axis_name)
-    objective_state = state.objective_state
     if self.prompt_weight > 0:
-      task, head_metrics = self.task_loss(params["model"], out, batch, axis_name)
+      task, head_metrics = self.heads.loss(model_params, outputs, batch, axis_name)
       loss = loss + self.prompt_weight * task
       metrics.update(head_metrics)
-    if self.fairness is not None:
-      term, objective_state, fairness = self.fairness.fairness_term(out, batch, objective_state, axis_name)
-      loss = loss + term
-      metrics.update({f"fairness/{k}": v for k, v in fairness.items()})
-      metrics["fairness/term"] = lax.pmean(lax.stop_gradient(term), axis_name)
-    return loss, {"model_state": state.model_state, "objective_state": objective_state, "metrics": metrics}
+    return loss, metrics

@@ -68,3 +68,21 @@ def reweigh(frame: pd.DataFrame, attributes: Sequence[str] = ("race",), label: s
   weights[known] *= factor[group_of, label_of]
   plan[plans.WEIGHT] = weights
   return plan
+
+
+def balance(frame: pd.DataFrame, attributes: Sequence[str] = ("race",)) -> np.ndarray:
+  """Group-balanced example weights of ``frame``'s rows: N / (G n_g) for a row of group g (the joint value
+  of ``attributes``) among G groups that occur, so that every group weighs the same in the loss and the
+  weights sum to the number of rows with a known group. Rows whose group is unknown (-1) weigh 1, and the
+  plan's own weights (a treatment's) are not included: the result multiplies them."""
+  attributes = tuple(attributes)
+  plan = plans.nonempty(plans.as_plan(frame), "the input of balance")
+  plans.require(plan, attributes, "balance")
+  values = plan[list(attributes)].to_numpy()
+  known = (values >= 0).all(axis=1)
+  weights = np.ones(len(plan))
+  if not known.any():
+    raise ValueError(f"balance: no row has a known {', '.join(attributes)}")
+  _, group_of, sizes = np.unique(values[known], axis=0, return_inverse=True, return_counts=True)
+  weights[known] = known.sum() / (len(sizes) * sizes[group_of.ravel()])
+  return weights

@@ -40,7 +40,6 @@ from jax import lax
 import jax.numpy as jnp
 
 from fairjax.data import groups
-from fairjax.models import forward as forward_lib
 from fairjax.models import heads as heads_lib
 from fairjax.models import registry as model_registry
 from fairjax.train import collectives
@@ -144,8 +143,8 @@ def head_param_names(spec: heads_lib.HeadSpec) -> tuple[str, ...]:
   return tuple(f"{spec.name}_fc{i + 1}" for i in range(len(spec.hidden))) + (spec.name,)
 
 
-class _Unlearning:
-  """What gradient reversal and JLU share: protected heads, task heads, adversary parameters."""
+class _Unlearning(objectives.Term):
+  """What gradient reversal and JLU share: protected heads and the adversary's parameters."""
 
   def __init__(self, model, attributes: Sequence[str], hidden: Sequence[int]):
     attributes = tuple(attributes)
@@ -167,17 +166,12 @@ class _Unlearning:
         self.protected[attribute] = (spec, False)
     for spec, _ in self.protected.values():
       uniform_targets(spec, 1)  # a head that predicts no classes cannot be confused: fail at construction
-    self.task_heads = tuple(spec for spec in model.heads if spec.key not in attributes)
-    if not self.task_heads:
+    # The model's heads for a protected attribute train here, never in the task loss.
+    self.protected_heads = tuple(spec.name for spec in model.heads if spec.key in attributes)
+    if len(self.protected_heads) == len(model.heads):
       raise ValueError(f"every head of the model predicts a protected attribute {attributes}; "
                        "no task is left")
     self.adversary_specs = tuple(spec for spec, own_head in self.protected.values() if not own_head)
-    # ``standard`` on the model without its protected heads: the same layers, L2 penalty and weights.
-    self.task = objectives.Standard(model.clone(heads=self.task_heads))
-
-  def init_state(self, params) -> dict:
-    del params
-    return {}
 
   def init_params(self, rng, model_params) -> dict:
     """``{'adversary': ...}``: the adversary heads' parameters, sized to the model's embedding."""
@@ -201,17 +195,6 @@ class _Unlearning:
     return HeadsOnly((spec,)).apply({"params": head_params}, embedding, train=True,
                                     rngs={"dropout": rng})[spec.name]
 
-  def task_loss(self, params, state, batch, rng, apply_fn, axis_name):
-    """``standard``'s loss of the task heads (weighted by the batch's ``weight`` where reweighing set
-    one, plus the model's L2 penalty) and the model's outputs, which carry the embedding.
-
-    Returns ``(loss, outputs, model_state, metrics)``.
-    """
-    outputs, model_state = forward_lib.forward(apply_fn, params["model"], state.model_state,
-                                              forward_lib.model_images(batch), rng, train=True)
-    loss, metrics = self.task.task_loss(params["model"], outputs, batch, axis_name)
-    return loss, outputs, model_state, metrics
-
   def attribute_loss(self, attribute, output, batch, axis_name):
     """The protected head's cross-entropy on the attribute over the global batch, and its accuracy."""
     spec, _ = self.protected[attribute]
@@ -225,7 +208,7 @@ class _Unlearning:
     return collectives.global_mean(total, count, axis_name), accuracy
 
 
-@objectives.register("grl")
+@objectives.register_term("grl")
 class GradientReversal(_Unlearning):
   """Task loss + protected heads' cross-entropy through a gradient-reversal layer.
 
@@ -263,25 +246,24 @@ class GradientReversal(_Unlearning):
       raise ValueError("the 'dann' schedule needs ramp_steps, or the run's length through set_total_steps")
     return dann_lambda(step / self.ramp_steps, self.weight)
 
-  def loss(self, params, state, batch, rng, apply_fn, axis_name):
-    model_rng, head_rng = jax.random.split(rng)
-    task, outputs, model_state, metrics = self.task_loss(params, state, batch, model_rng, apply_fn, axis_name)
-    scale = self.reversal_weight(state.step)
+  def value(self, inputs):
+    params, batch, axis_name = inputs.params, inputs.batch, inputs.axis_name
+    scale = self.reversal_weight(inputs.step)
     reversal = norm_preserving_reversal if self.keep_norm else gradient_reversal
-    reversed_embedding = reversal(outputs["embedding"], scale)
-    total = task
+    reversed_embedding = reversal(inputs.outputs["embedding"], scale)
+    total, metrics = 0.0, {}
     for i, attribute in enumerate(self.attributes):
       output = self.apply_head(attribute, self.head_params(params, attribute), reversed_embedding,
-                               jax.random.fold_in(head_rng, i))
+                               jax.random.fold_in(inputs.rng, i))
       attribute_loss, accuracy = self.attribute_loss(attribute, output, batch, axis_name)
       total = total + attribute_loss
       metrics[f"adversary/{attribute}_loss"] = lax.pmean(lax.stop_gradient(attribute_loss), axis_name)
       metrics[f"adversary/{attribute}_accuracy"] = accuracy
     metrics["grl_lambda"] = scale
-    return total, {"model_state": model_state, "objective_state": state.objective_state, "metrics": metrics}
+    return total, inputs.state, metrics
 
 
-@objectives.register("jlu")
+@objectives.register_term("jlu")
 class JointLearningUnlearning(_Unlearning):
   """Seed 004's JLU: (a) protected heads on frozen features, (b) task + alpha * confusion, one step.
 
@@ -299,15 +281,14 @@ class JointLearningUnlearning(_Unlearning):
       raise ValueError(f"alpha must be >= 0, got {alpha}")
     self.alpha = float(alpha)
 
-  def loss(self, params, state, batch, rng, apply_fn, axis_name):
-    model_rng, head_rng = jax.random.split(rng)
-    task, outputs, model_state, metrics = self.task_loss(params, state, batch, model_rng, apply_fn, axis_name)
-    embedding = outputs["embedding"]
-    total = task
+  def value(self, inputs):
+    params, batch, axis_name = inputs.params, inputs.batch, inputs.axis_name
+    embedding = inputs.outputs["embedding"]
+    total, metrics = 0.0, {}
     for i, attribute in enumerate(self.attributes):
       spec, _ = self.protected[attribute]
       head_params = self.head_params(params, attribute)
-      key = jax.random.fold_in(head_rng, i)
+      key = jax.random.fold_in(inputs.rng, i)
       # (b): the trunk makes the frozen head's posterior uniform.
       confused = self.apply_head(attribute, lax.stop_gradient(head_params), embedding, key)
       confusion = collectives.global_mean(*confusion_loss_terms(spec, confused, batch.get("mask")), axis_name)
@@ -318,4 +299,4 @@ class JointLearningUnlearning(_Unlearning):
       metrics[f"unlearn/{attribute}_loss"] = lax.pmean(lax.stop_gradient(attribute_loss), axis_name)
       metrics[f"unlearn/{attribute}_confusion"] = lax.pmean(lax.stop_gradient(confusion), axis_name)
       metrics[f"unlearn/{attribute}_accuracy"] = accuracy
-    return total, {"model_state": model_state, "objective_state": state.objective_state, "metrics": metrics}
+    return total, inputs.state, metrics

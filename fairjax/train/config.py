@@ -15,11 +15,12 @@ import ml_collections
 
 from fairjax import paths
 from fairjax.data import experiment as data_experiment
+from fairjax.train import objectives
 from fairjax.train import optimizers
 
 # Sections whose keys are free-form options passed through to a registered component.
-FREE_FORM = ("model.kwargs", "objective.options", "data.treatment_options", "data.synthetic",
-             "evaluator_options")
+FREE_FORM = ("model.kwargs", "objective.task_options", "objective.terms", "data.treatment_options",
+             "data.synthetic", "evaluator_options")
 # Keys that hold a user's file or folder: made absolute where the config enters a run (``resolve_paths``).
 PATH_KEYS = ("data.manual_dir", "model.kwargs.checkpoint")
 
@@ -65,8 +66,11 @@ def base_config() -> ml_collections.ConfigDict:
   config.data = data_experiment.default_config()
   # A registered model (fairjax.models); its input shape follows data.image_size / data.grayscale.
   config.model = ml_collections.ConfigDict(dict(name="utk_gender_cnn", kwargs=ml_collections.ConfigDict()))
-  # A registered objective (fairjax.train.objectives) and its options.
-  config.objective = ml_collections.ConfigDict(dict(name="standard", options=ml_collections.ConfigDict()))
+  # What training minimises (fairjax.train.objectives): a registered task loss and its options, plus
+  # registered terms by name, each with its options, e.g. terms.constrained.epsilon = 0.05 and
+  # terms.balanced_weights.grouping = "race". No terms: the task alone.
+  config.objective = ml_collections.ConfigDict(dict(
+      task="standard", task_options=ml_collections.ConfigDict(), terms=ml_collections.ConfigDict()))
   config.optimizer = optimizers.default_config()
   config.train = ml_collections.ConfigDict(dict(
       batch_size=64,                # global: split over processes, then over each process's devices
@@ -127,10 +131,16 @@ def unknown_keys(config, schema, prefix: str = "") -> list[str]:
 
 
 def check_config(config) -> None:
-  """Raises ``ValueError`` naming every key of ``config`` that ``base_config()`` lacks."""
+  """Raises ``ValueError`` naming every key of ``config`` that ``base_config()`` lacks, or an objective
+  task, term or option that is not registered."""
   unknown = unknown_keys(config, base_config())
   if unknown:
     raise ValueError(f"unknown config keys: {', '.join(unknown)}")
+  for name, options in config.objective.terms.items():
+    if not isinstance(options, (ml_collections.ConfigDict, dict)):
+      raise ValueError(f"objective.terms.{name} must hold the term's options (a ConfigDict, maybe empty), "
+                       f"got {options!r}")
+  objectives.check_options(config.objective)
 
 
 def flat_values(config) -> dict[str, Any]:
@@ -143,7 +153,9 @@ def flat_values(config) -> dict[str, Any]:
 
   def walk(node, prefix):
     for key, value in node.items():
-      if isinstance(value, dict):
+      if isinstance(value, dict) and not value:
+        flat[f"{prefix}{key}"] = {}  # an empty section (a term with default options) is still there
+      elif isinstance(value, dict):
         walk(value, f"{prefix}{key}.")
       elif isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
         walk({str(i): item for i, item in enumerate(value)}, f"{prefix}{key}.")

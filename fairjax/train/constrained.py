@@ -83,7 +83,6 @@ grouping: ``fairness/<grouping>/gap`` (the 0-1 max - min the multipliers answer,
 ``fairness/<grouping>/mmd2`` instead of the gap; ``fairness/term`` is what the objective added to the loss.
 """
 
-import abc
 from typing import Optional, Sequence
 
 import jax
@@ -91,10 +90,8 @@ from jax import lax
 import jax.numpy as jnp
 
 from fairjax.data import groups
-from fairjax.models import forward as forward_lib
 from fairjax.models import heads as heads_lib
 from fairjax.train import adversarial
-from fairjax.train import collectives
 from fairjax.train import evaluate
 from fairjax.train import objectives
 
@@ -244,18 +241,17 @@ def largest_gap(gaps: Array, active: Array) -> Array:
   return jnp.max(jnp.where(active, gaps, 0.0), axis=(1, 2))
 
 
-class _GroupRateObjective(objectives.Standard, abc.ABC):
-  """The standard loss plus a term on the rates of one head's predictions across groups."""
+class _GroupRateTerm(objectives.Term):
+  """A term on the rates of one head's predictions across groups."""
 
   def __init__(self, model, head: Optional[str] = None, attributes: Sequence[str] = ("race",),
                constraint: str = "equalized_odds", temperature: float = 1.0,
                deterministic_rates: bool = False):
-    super().__init__(model)
     self.spec = classifier_head(model, head)
     self.deterministic_rates = bool(deterministic_rates)
     self.attributes = (attributes,) if isinstance(attributes, str) else tuple(attributes)
     if not self.attributes:
-      raise ValueError("a fairness objective needs at least one grouping in attributes=")
+      raise ValueError("a fairness term needs at least one grouping in attributes=")
     for grouping in self.attributes:
       if grouping not in groups.GROUPINGS:
         raise ValueError(f"unknown grouping {grouping!r}; known: {sorted(groups.GROUPINGS)}")
@@ -265,23 +261,16 @@ class _GroupRateObjective(objectives.Standard, abc.ABC):
       raise ValueError(f"temperature must be positive, got {temperature}")
     self.constraint, self.rate_names, self.temperature = constraint, CONSTRAINTS[constraint], temperature
 
-  def predictions(self, outputs, batch):
-    """``head_predictions`` of the constrained head, with ``known`` also requiring the padding mask."""
+  def predictions(self, inputs: objectives.TermInputs):
+    """``head_predictions`` of the constrained head on the rate outputs, with ``known`` also requiring
+    the padding mask."""
+    outputs = self.rate_outputs(inputs.model_params, inputs.outputs)
+    batch = inputs.batch
     y, hard, soft, known = head_predictions(self.spec, outputs[self.spec.name], batch[self.spec.key],
                                             self.temperature)
     if "mask" in batch:
       known &= jnp.asarray(batch["mask"]).astype(bool)
     return y, hard, soft, known
-
-  def task_batch(self, batch, objective_state):
-    """The rows the task loss is taken over, and their weights: all of them as they come, unless an
-    objective holds some out or reweighs them."""
-    del objective_state
-    return batch
-
-  @abc.abstractmethod
-  def fairness_term(self, outputs, batch, objective_state, axis_name):
-    """``(term, new objective_state, metrics)``; ``term`` is added to the standard loss."""
 
   def rate_outputs(self, model_params, outputs):
     """The outputs the rates are measured on: the training forward pass's, or with
@@ -294,33 +283,9 @@ class _GroupRateObjective(objectives.Standard, abc.ABC):
     output = adversarial.HeadsOnly((self.spec,)).apply({"params": head_params}, outputs["embedding"])
     return {**outputs, self.spec.name: output[self.spec.name]}
 
-  def loss(self, params, state, batch, rng, apply_fn, axis_name):
-    outputs, model_state = forward_lib.forward(apply_fn, params["model"], state.model_state,
-                                              forward_lib.model_images(batch), rng, train=True)
-    task, metrics = self.task_loss(params["model"], outputs, self.task_batch(batch, state.objective_state),
-                                     axis_name)
-    term, objective_state, fairness = self.fairness_term(self.rate_outputs(params["model"], outputs), batch,
-                                                         state.objective_state, axis_name)
-    metrics.update({f"fairness/{k}": v for k, v in fairness.items()})
-    metrics["fairness/term"] = lax.pmean(lax.stop_gradient(term), axis_name)
-    return task + term, {"model_state": model_state, "objective_state": objective_state, "metrics": metrics}
 
-  def _gaps(self, member, y, predictions, axis_name, differentiable: bool):
-    """Pairwise gaps of the global batch's rates; surrogate counts keep their local gradient.
-
-    Take ``active`` from the 0-1 call: its counts are plain psums, replicated in type under shard_map,
-    as the multipliers and metrics built from them must be.
-    """
-    counts = group_counts(member, y, predictions)
-    if differentiable:
-      counts = collectives.global_sum(counts, axis_name)
-    else:
-      counts = lax.psum(lax.stop_gradient(counts), axis_name)
-    return pairwise_gaps(*group_rates(counts, self.rate_names))
-
-
-@objectives.register("constrained")
-class Constrained(_GroupRateObjective):
+@objectives.register_term("constrained")
+class Constrained(_GroupRateTerm):
   """Rate constraints solved as a proxy-Lagrangian game in the train step (see the module docstring).
 
   Options: head, attributes (groupings), constraint, epsilon (the largest allowed gap), multiplier_lr
@@ -329,19 +294,15 @@ class Constrained(_GroupRateObjective):
   rate_decay, deterministic_rates and push (see "Rates" in the module docstring), and
   constraint_holdout: a fixed share of the training rows (hashed from their index) whose 0-1 rates alone
   move the multipliers and which the task loss never sees, so that the multipliers answer rates of
-  images the model is not fitting (Cotter et al. 2019); 0 uses every row for both. balance_groups: the
-  task loss weighs every group of the first grouping equally (weights from the pooled group counts,
-  times any example weight), so that a scarce group's faces are learnt as well as the data allow before
-  the constraints trade between groups; the rates and the constraints are unweighted as ever.
+  images the model is not fitting (Cotter et al. 2019); 0 uses every row for both. Group-balanced task
+  weights, which this term once took as ``balance_groups``, are the ``balanced_weights`` term.
   """
 
   def __init__(self, model, head: Optional[str] = None, attributes: Sequence[str] = ("race",),
                constraint: str = "equalized_odds", epsilon: float = 0.05, multiplier_lr: float = 0.01,
                multiplier_max: float = 10.0, temperature: float = 1.0, rate_decay: float = 0.0,
-               deterministic_rates: bool = False, push: str = "both", constraint_holdout: float = 0.0,
-               balance_groups: bool = False):
+               deterministic_rates: bool = False, push: str = "both", constraint_holdout: float = 0.0):
     super().__init__(model, head, attributes, constraint, temperature, deterministic_rates)
-    self.balance_groups = bool(balance_groups)
     if not 0 <= epsilon < 1:
       raise ValueError(f"epsilon must lie in [0, 1), got {epsilon}")
     if multiplier_lr <= 0 or multiplier_max <= 0:
@@ -361,31 +322,14 @@ class Constrained(_GroupRateObjective):
       raise ValueError("constraint_holdout needs the batch's 'index' column (the input pipeline's row index)")
     return constraint_rows(batch["index"], self.holdout)
 
-  def task_batch(self, batch, objective_state):
-    if self.balance_groups:
-      batch = {**batch, "weight": self._group_weights(batch, objective_state)}
+  def task_rows(self, batch, state):
+    del state
     if not self.holdout:
       return batch
     mask = jnp.asarray(batch["mask"], bool) if "mask" in batch else jnp.ones(jnp.shape(batch["index"]), bool)
     return {**batch, "mask": mask & ~self._held_out(batch)}
 
-  def _group_weights(self, batch, objective_state) -> Array:
-    """Each row's weight times G * n_g' / n_g' of its group g in the first grouping, with the group sizes
-    pooled over the steps so far (``counts``): every group then weighs the same in the task loss. Rows
-    outside any group, and every row before the first counts, keep their weight."""
-    grouping = self.attributes[0]
-    pooled = objective_state["counts"][grouping]["count"]
-    present = pooled > 0
-    per_group = jnp.where(present, jnp.sum(pooled) / (jnp.maximum(jnp.sum(present), 1) *
-                                                     jnp.where(present, pooled, 1.0)), 1.0)
-    codes = groups.group_codes(batch, grouping)
-    known = (codes >= 0) & (codes < per_group.shape[0])
-    factor = jnp.where(known, per_group[jnp.clip(codes, 0, per_group.shape[0] - 1)], 1.0)
-    weight = jnp.asarray(batch["weight"], jnp.float32) if "weight" in batch else jnp.ones_like(factor)
-    return weight * lax.stop_gradient(factor)
-
-  def init_state(self, params) -> dict:
-    del params
+  def init_state(self) -> dict:
     classes = constrained_classes(self.spec)
     shape = lambda g: (len(self.rate_names), num_groups(g), num_groups(g), classes)
     zero_counts = lambda g: {"count": jnp.zeros((num_groups(g),), jnp.float32),
@@ -395,48 +339,55 @@ class Constrained(_GroupRateObjective):
             "counts": {g: zero_counts(g) for g in self.attributes},
             "count_weight": jnp.zeros((), jnp.float32)}
 
-  def fairness_term(self, outputs, batch, objective_state, axis_name):
-    y, hard, soft, valid = self.predictions(outputs, batch)
-    decay = self.rate_decay
+  def statistics(self, inputs):
+    """This batch's 0-1 counts of the rows that move the multipliers, and the surrogate counts of the
+    rows that train: with a held-out share the multipliers answer the rates of rows the model never
+    trains on and the surrogate (and the task loss) take the others (Cotter et al. 2019's two data sets)."""
+    y, hard, soft, valid = self.predictions(inputs)
+    held = self._held_out(inputs.batch).astype(jnp.float32)[:, None] if self.holdout else None
+    exact, differentiable = {}, {}
+    for grouping in self.attributes:
+      member = members(inputs.batch, grouping, valid)
+      measured, trained = (member, member) if held is None else (member * held, member * (1.0 - held))
+      exact[grouping] = group_counts(measured, y, hard)
+      differentiable[grouping] = group_counts(trained, y, soft)
+    return objectives.Statistics(exact, differentiable)
+
+  def value(self, inputs):
+    state, decay = inputs.state, self.rate_decay
     # Total weight of the moving averages (1 - decay^t after t steps): dividing by it makes them the
     # mean per-batch counts from the first step on, as Adam corrects its moments.
-    weight = decay * objective_state["count_weight"] + (1.0 - decay)
+    weight = decay * state["count_weight"] + (1.0 - decay)
     term, multipliers, pooled_counts, metrics = 0.0, {}, {}, {}
-    held = self._held_out(batch).astype(jnp.float32)[:, None] if self.holdout else None
     for grouping in self.attributes:
-      member = members(batch, grouping, valid)
-      # With a held-out share, the multipliers answer the rates of rows the model never trains on and
-      # the surrogate (and the task loss) take the others (Cotter et al. 2019's two data sets).
-      measured, trained = (member, member) if held is None else (member * held, member * (1.0 - held))
-      batch_counts = lax.psum(lax.stop_gradient(group_counts(measured, y, hard)), axis_name)
       pooled_counts[grouping] = jax.tree.map(lambda old, new: decay * old + (1.0 - decay) * new,
-                                             objective_state["counts"][grouping], batch_counts)
+                                             state["counts"][grouping], inputs.statistics.exact[grouping])
       pooled = jax.tree.map(lambda c: c / weight, pooled_counts[grouping])
       gaps, active = pairwise_gaps(*group_rates(pooled, self.rate_names))
       # The surrogate rates: this batch's soft numerators over the pooled denominators. Linear in
       # the batch's rows, so their gradient is an unbiased estimate of the pooled rates' gradient.
       # Held-out rows stand for the trained ones in the denominators, scaled by their share.
-      soft_counts = collectives.global_sum(group_counts(trained, y, soft), axis_name)
+      soft_counts = inputs.statistics.differentiable[grouping]
       share = (1.0 - self.holdout) / self.holdout if self.holdout else 1.0
       surrogate_rates, _ = group_rates(
           {"count": share * pooled["count"], "positives": share * pooled["positives"],
            "predicted": soft_counts["predicted"], "true_positives": soft_counts["true_positives"]},
           self.rate_names)
       surrogate = surrogate_gaps(surrogate_rates, self.rate_names, self.push)
-      old = objective_state["multipliers"][grouping]
+      old = state["multipliers"][grouping]
       term += jnp.sum(jnp.where(active, old * (surrogate - self.epsilon), 0.0))
       ascended = jnp.clip(old + self.multiplier_lr * (gaps - self.epsilon), 0.0, self.multiplier_max)
       multipliers[grouping] = jnp.where(active, ascended, old)
-      metrics[f"{grouping}/gap"] = jnp.max(largest_gap(gaps, active))
-      metrics[f"{grouping}/multiplier_max"] = jnp.max(multipliers[grouping])
-      metrics[f"{grouping}/multiplier_sum"] = jnp.sum(multipliers[grouping])
+      metrics[f"fairness/{grouping}/gap"] = jnp.max(largest_gap(gaps, active))
+      metrics[f"fairness/{grouping}/multiplier_max"] = jnp.max(multipliers[grouping])
+      metrics[f"fairness/{grouping}/multiplier_sum"] = jnp.sum(multipliers[grouping])
     new_state = {"multipliers": multipliers, "counts": pooled_counts, "count_weight": weight}
     return term, new_state, metrics
 
 
-@objectives.register("gap_penalty")
-class GapPenalty(_GroupRateObjective):
-  """Loss + weight * the sum of the surrogate rates' max - min gaps: a fixed price on unfairness."""
+@objectives.register_term("gap_penalty")
+class GapPenalty(_GroupRateTerm):
+  """weight * the sum of the surrogate rates' max - min gaps: a fixed price on unfairness."""
 
   def __init__(self, model, head: Optional[str] = None, attributes: Sequence[str] = ("race",),
                constraint: str = "equalized_odds", weight: float = 1.0, temperature: float = 1.0,
@@ -446,16 +397,20 @@ class GapPenalty(_GroupRateObjective):
       raise ValueError(f"weight must be non-negative, got {weight}")
     self.weight = weight
 
-  def fairness_term(self, outputs, batch, objective_state, axis_name):
-    y, hard, soft, valid = self.predictions(outputs, batch)
+  def statistics(self, inputs):
+    y, hard, soft, valid = self.predictions(inputs)
+    member = {g: members(inputs.batch, g, valid) for g in self.attributes}
+    return objectives.Statistics({g: group_counts(m, y, hard) for g, m in member.items()},
+                                 {g: group_counts(m, y, soft) for g, m in member.items()})
+
+  def value(self, inputs):
     term, metrics = 0.0, {}
     for grouping in self.attributes:
-      member = members(batch, grouping, valid)
-      surrogate, _ = self._gaps(member, y, soft, axis_name, differentiable=True)
-      gaps, active = self._gaps(member, y, hard, axis_name, differentiable=False)
+      surrogate, _ = pairwise_gaps(*group_rates(inputs.statistics.differentiable[grouping], self.rate_names))
+      gaps, active = pairwise_gaps(*group_rates(inputs.statistics.exact[grouping], self.rate_names))
       term += self.weight * jnp.sum(largest_gap(surrogate, active))
-      metrics[f"{grouping}/gap"] = jnp.max(largest_gap(gaps, active))
-    return term, objective_state, metrics
+      metrics[f"fairness/{grouping}/gap"] = jnp.max(largest_gap(gaps, active))
+    return term, inputs.state, metrics
 
 
 def gather_rows(x: Array, axis_name: str) -> Array:
@@ -483,9 +438,9 @@ def mmd2(kernel: Array, a: Array, b: Array) -> Array:
   return jnp.where(ok, quad(a, a) + quad(b, b) - 2 * quad(a, b), 0.0)
 
 
-@objectives.register("mindiff")
-class MinDiff(_GroupRateObjective):
-  """Loss + weight * MMD^2 between each group's scores and the other groups' (see the module docstring).
+@objectives.register_term("mindiff")
+class MinDiff(_GroupRateTerm):
+  """weight * MMD^2 between each group's scores and the other groups' (see the module docstring).
 
   For every grouping, group g, constrained class c and label slice of the constraint (class c's
   positives for TPR, its negatives for FPR, everyone for the selection rate), the two samples are the
@@ -501,8 +456,9 @@ class MinDiff(_GroupRateObjective):
       raise ValueError(f"weight must be non-negative and kernel_width positive, got {weight}, {kernel_width}")
     self.weight, self.kernel_width = weight, kernel_width
 
-  def fairness_term(self, outputs, batch, objective_state, axis_name):
-    y, _, soft, valid = self.predictions(outputs, batch)
+  def value(self, inputs):
+    axis_name, batch = inputs.axis_name, inputs.batch
+    y, _, soft, valid = self.predictions(inputs)
     scores = gather_rows(soft, axis_name)  # [N, C]
     y = lax.all_gather(y, axis_name, tiled=True)
     kernel = jnp.exp(-jnp.square(scores.T[:, :, None] - scores.T[:, None, :]) / (2 * self.kernel_width**2))
@@ -517,5 +473,5 @@ class MinDiff(_GroupRateObjective):
           in_slice = slice_c[_SLICES[name]][:, None]
           total += jnp.sum(mmd2(kernel[c], member * in_slice, others * in_slice))
       term += self.weight * total
-      metrics[f"{grouping}/mmd2"] = lax.pmean(lax.stop_gradient(total), axis_name)
-    return term, objective_state, metrics
+      metrics[f"fairness/{grouping}/mmd2"] = lax.pmean(lax.stop_gradient(total), axis_name)
+    return term, inputs.state, metrics

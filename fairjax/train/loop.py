@@ -33,7 +33,6 @@ from fairjax.models import heads as heads_lib
 from fairjax.models import protocols as model_protocols
 from fairjax.models import registry as model_registry
 from fairjax.report import run_report
-from fairjax.train import adversarial  # pylint: disable=unused-import  (registers 'grl' and 'jlu')
 from fairjax.train import checkpoint as checkpoint_lib
 from fairjax.train import config as config_lib
 from fairjax.train import distributed
@@ -65,8 +64,7 @@ def initial_state(config, model, objective, total_steps: int):
   init_rng, objective_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed), 3)
   variables = model_registry.init_variables(model, init_rng)
   params = {"model": variables.pop("params")}
-  if isinstance(objective, objectives.OwnParams):  # e.g. an adversary head that trains beside the model
-    params.update(objective.init_params(objective_rng, params["model"]))
+  params.update(objective.init_params(objective_rng, params["model"]))  # e.g. an adversary head
   tx = optimizers.make_optimizer(config.optimizer, total_steps, params, model)
   state = TrainState.create(params=params, model_state=variables, tx=tx,
                             objective_state=objective.init_state(params), rng=train_rng)
@@ -106,14 +104,14 @@ class _Run:
       raise ValueError(f"config.eval.primary_head {config.eval.primary_head!r} is not a head of "
                        f"{config.model.name} ({head_names})")
     self.primary = (config.eval.primary_head, config.eval.primary_grouping)
-    objective = objectives.get_objective(config.objective.name, self.model, **config.objective.options)
+    objective = objectives.build(config.objective, self.model)
     if isinstance(self.model, model_protocols.ChecksData):  # e.g. a checkpoint's own normalisation
       self.model.check_data(config.data)
     # Objectives that read captions (CLIP's contrastive loss) get their token ids from the pipeline.
     self.text = None
-    if isinstance(objective, objectives.ReadsText) and objective.reads_text:
+    if objective.reads_text:
       if not isinstance(self.model, model_protocols.ReadsCaptions):
-        raise ValueError(f"objective {config.objective.name!r} reads captions, and model "
+        raise ValueError(f"objective task {config.objective.task!r} reads captions, and model "
                          f"{config.model.name!r} has no text tower to read them with")
       self.text = self.model.text_inputs()
 
@@ -133,8 +131,8 @@ class _Run:
       raise ValueError(f"{self.num_rows} training rows make no batch of {self.batch_size}")
     self.epoch_ends = _epoch_end_steps(self.num_rows, self.batch_size, config.train.num_epochs,
                                        self.total_steps)
-    if isinstance(objective, objectives.Scheduled):  # a weight scheduled over the run (gradient reversal)
-      objective.set_total_steps(self.total_steps)
+    objective.set_total_steps(self.total_steps)  # a weight scheduled over the run (gradient reversal)
+    objective.set_training_rows(self.train_split.plan)  # example weights from the training rows
     self.host_state, tx = initial_state(config, self.model, objective, self.total_steps)
 
     train_step = step_lib.make_train_step(
@@ -229,8 +227,8 @@ def check_workdir(workdir, config) -> bool:
     previous = json.loads(saved.read_text())
   except ValueError as error:
     raise ValueError(f"{saved} is not a readable config ({error}); remove the folder or choose another") from error
-  defaults = {f"objective.options.{k}": v for k, v in objectives.option_defaults(config.objective.name).items()
-              } if previous.get("objective", {}).get("name") == config.objective.name else {}
+  previous["objective"] = objectives.migrate_config(previous.get("objective", {}))  # a run of older fairjax
+  defaults = objectives.option_defaults(config.objective)
   # The fields of the heads a config lists, at their defaults: HeadSpec gains fields (class_groups).
   for i in range(len(config.model.kwargs.get("heads") or ())):
     defaults.update({f"model.kwargs.heads.{i}.{k}": v for k, v in heads_lib.field_defaults().items()})
@@ -403,10 +401,15 @@ def _final_report(run, state, last_results, history, writer) -> dict:
   return {"selected_step": selected, **flat}
 
 
+def objective_summary(config_objective) -> str:
+  """``standard``, or ``standard + constrained + balanced_weights``: the task and its terms."""
+  return " + ".join([config_objective.task, *config_objective.terms])
+
+
 def _config_summary(config) -> dict:
   return {
       "data": config.data.name, "splits": config.data.splits, "treatments": list(config.data.treatments),
-      "model": config.model.name, "objective": config.objective.name,
+      "model": config.model.name, "objective": objective_summary(config.objective),
       "optimizer": f"{config.optimizer.name} lr={config.optimizer.learning_rate} ({config.optimizer.schedule})",
       "batch_size": config.train.batch_size, "epochs": config.train.num_epochs,
       "selection": (f"{config.selection.mode} {config.selection.metric}"

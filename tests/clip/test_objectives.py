@@ -6,6 +6,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -96,11 +97,13 @@ def _batches(model, n=8, steps=2, seed=0):
   return out
 
 
-def _setup(objective_name="clip_contrastive", **options):
+def _setup(terms=None, **options):
+  """The clip_contrastive task with ``options``, plus ``terms`` ({name: options}), as a config builds it."""
   model = _model()
   variables = registry.init_variables(model, jax.random.key(0))
   params = {"model": variables["params"]}
-  objective = objectives.get_objective(objective_name, model, **options)
+  config = ml_collections.ConfigDict(dict(task="clip_contrastive", task_options=options, terms=terms or {}))
+  objective = objectives.build(config, model)
   # Plain SGD: Adam would turn the rounding noise of gradients that are zero in exact arithmetic (the
   # key bias's: a softmax ignores a shift shared by all its scores) into full-size steps.
   tx = optax.sgd(0.5)
@@ -162,9 +165,9 @@ def test_pmap_and_shard_map_train_as_one_device_on_the_whole_batch():
 
 
 def test_prompt_loss_and_fairness_term_are_added():
-  model, objective, _, state, _ = _setup(prompt_weight=0.5, fairness="constrained",
-                                         fairness_options={"head": "gender", "attributes": ("race",),
-                                                           "epsilon": 0.0, "multiplier_lr": 1.0})
+  model, objective, _, state, _ = _setup(prompt_weight=0.5,
+                                         terms={"constrained": {"head": "gender", "attributes": ("race",),
+                                                                "epsilon": 0.0, "multiplier_lr": 1.0}})
   batch = _batches(model, steps=1)[0]
   # Multipliers away from zero, and unequal: equal ones cancel over the pairs (g, h) and (h, g).
   state = state.replace(objective_state=jax.tree.map(
@@ -176,18 +179,19 @@ def test_prompt_loss_and_fairness_term_are_added():
                                state.params, batch)
   metrics = aux["metrics"]
   np.testing.assert_allclose(metrics["contrastive/loss"], contrastive, rtol=1e-6)
-  np.testing.assert_allclose(loss, contrastive + 0.5 * metrics["loss/gender"] + metrics["fairness/term"],
+  np.testing.assert_allclose(loss, contrastive + 0.5 * metrics["loss/gender"] + metrics["term/constrained"],
                              rtol=1e-5)
-  assert float(metrics["fairness/term"]) != 0.0
-  assert set(aux["objective_state"]["multipliers"]) == {"race"}
+  assert float(metrics["term/constrained"]) != 0.0
+  assert set(aux["objective_state"]["constrained"]["multipliers"]) == {"race"}
 
 
 def test_bad_options_and_batches():
   model = _model()
-  with pytest.raises(ValueError, match="not a group-rate objective"):
-    objectives.get_objective("clip_contrastive", model, fairness="standard")
-  with pytest.raises(ValueError, match="fairness_options without fairness"):
-    objectives.get_objective("clip_contrastive", model, fairness_options={"epsilon": 0.1})
+  with pytest.raises(ValueError, match="objective.task_options: objective task 'clip_contrastive' has no "
+                     "option 'fairness'; its options: prompt_weight, max_logit_scale"):
+    _setup(fairness="constrained")
+  with pytest.raises(ValueError, match="no task is left"):  # the model's one prompt head is gender
+    _setup(terms={"grl": {"attributes": ("gender",)}})
   with pytest.raises(ValueError, match="prompt_weight"):
     objectives.get_objective("clip_contrastive", model, prompt_weight=-1.0)
   with pytest.raises(ValueError, match="needs a CLIP model"):

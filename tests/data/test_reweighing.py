@@ -121,12 +121,12 @@ def test_the_standard_objective_weighs_examples_as_repeats():
   params = {"model": model.init(jax.random.key(0), jnp.zeros((1, 2, 2, 1)))["params"]}
   rng = np.random.default_rng(0)
   images = rng.integers(0, 255, (3, 2, 2, 1), dtype=np.uint8)
-  objective = objectives.get_objective("standard", model)
+  objective = objectives.get_objective("standard", model).task
 
   def loss(batch):
     def fn(b):
       outputs = model.apply({"params": params["model"]}, forward_lib.model_images(b))
-      return objective.task_loss(params["model"], outputs, b, step_lib.AXIS)[0]
+      return objective.loss(params["model"], outputs, b, step_lib.AXIS)[0]
 
     return jax.vmap(fn, axis_name=step_lib.AXIS)(jax.tree.map(lambda a: a[None], batch))[0]
 

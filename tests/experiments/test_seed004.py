@@ -41,13 +41,13 @@ def test_every_model_word_builds_a_valid_config_whose_model_fits(model, extra):
 
 def test_the_models_are_the_seeds_alphas_and_the_two_comparisons():
   module = _config_module()
-  alphas = {word: module.get_config(word).objective.options.alpha for word in ("m1", "m2", "m3")}
+  alphas = {word: module.get_config(word).objective.terms.jlu.alpha for word in ("m1", "m2", "m3")}
   assert alphas == {"m1": 0.0, "m2": 1.0, "m3": 0.4}
-  assert all(module.get_config(w).objective.name == "jlu" for w in ("", "m1", "m2", "m3"))
+  assert all(list(module.get_config(w).objective.terms) == ["jlu"] for w in ("", "m1", "m2", "m3"))
   grl = module.get_config("grl,synthetic")
-  assert grl.objective.name == "grl" and tuple(grl.objective.options.attributes) == ("gender",)
+  assert list(grl.objective.terms) == ["grl"] and tuple(grl.objective.terms.grl.attributes) == ("gender",)
   constrained = module.get_config("constrained")
-  assert constrained.objective.name == "constrained" and constrained.objective.options.head == "age"
+  assert list(constrained.objective.terms) == ["constrained"] and constrained.objective.terms.constrained.head == "age"
   # Everything but the objective (and the constrained model's missing gender head) is shared.
   plain = module.get_config("m1").to_dict()
   for word in ("m2", "grl"):

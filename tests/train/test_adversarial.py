@@ -222,7 +222,7 @@ def test_grl_reverses_and_scales_the_adversary_gradient_into_the_trunk_only():
   state = _state(objective, model)
   loss, grads, metrics = _loss_and_grads(objective, model, state, batch)
   params = state.params
-  adversary = adversarial.HeadsOnly((objective.protected["race"][0],))
+  adversary = adversarial.HeadsOnly((objective.terms["grl"].protected["race"][0],))
   images = _inputs(batch)
 
   def task(p):
@@ -230,7 +230,7 @@ def test_grl_reverses_and_scales_the_adversary_gradient_into_the_trunk_only():
 
   def attribute(p):  # the adversary's CE on the plain embedding; rows of unknown race drop out
     emb = model.apply({"params": p["model"]}, images)["embedding"]
-    return _mean_ce(objective.protected["race"][0], adversary.apply({"params": p["adversary"]}, emb)["race"],
+    return _mean_ce(objective.terms["grl"].protected["race"][0], adversary.apply({"params": p["adversary"]}, emb)["race"],
                     batch["race"])
 
   task_grad, attribute_grad = jax.grad(task)(params), jax.grad(attribute)(params)
@@ -256,11 +256,11 @@ def test_grl_with_keep_norm_reverses_only_the_tangential_part_into_the_trunk():
   state = _state(objective, model)
   _, grads, _ = _loss_and_grads(objective, model, state, batch)
   params = state.params
-  adversary = adversarial.HeadsOnly((objective.protected["race"][0],))
+  adversary = adversarial.HeadsOnly((objective.terms["grl"].protected["race"][0],))
   images = _inputs(batch)
   embed = lambda p: model.apply({"params": p}, images)["embedding"]
   emb, pull_back = jax.vjp(embed, params["model"])
-  spec = objective.protected["race"][0]
+  spec = objective.terms["grl"].protected["race"][0]
   g = jax.grad(lambda e: _mean_ce(spec, adversary.apply({"params": params["adversary"]}, e)["race"],
                                   batch["race"]))(emb)
   tangential = g - jnp.sum(g * emb, -1, keepdims=True) / jnp.sum(emb * emb, -1, keepdims=True) * emb
@@ -275,7 +275,7 @@ def test_grl_ramps_lambda_over_the_run():
   model = TinyModel()
   objective = objectives.get_objective("grl", model, attributes=("race", "gender"))
   with pytest.raises(ValueError, match="ramp_steps"):
-    objective.reversal_weight(0)
+    objective.terms["grl"].reversal_weight(0)
   objective.set_total_steps(10)
   state = _state(objective, model)
   _, _, metrics = _loss_and_grads(objective, model, state, _batch())
@@ -284,7 +284,7 @@ def test_grl_ramps_lambda_over_the_run():
   np.testing.assert_allclose(metrics["grl_lambda"], adversarial.dann_lambda(0.5), rtol=1e-6)
   objective = objectives.get_objective("grl", model, attributes=("race",), ramp_steps=4)
   objective.set_total_steps(10)  # a configured horizon wins over the run's length
-  assert objective.ramp_steps == 4
+  assert objective.terms["grl"].ramp_steps == 4
 
 
 def test_invalid_options_fail_at_construction():
@@ -353,8 +353,8 @@ def test_configs_change_only_the_objective():
   default = _config("default")
   for name, objective in (("default_grl", "grl"), ("default_jlu", "jlu")):
     config = _config(name)
-    assert config.objective.name == objective
-    assert tuple(config.objective.options.attributes) == ("race",)
+    assert list(config.objective.terms) == [objective]
+    assert tuple(config.objective.terms[objective].attributes) == ("race",)
     config.objective = default.objective
     assert config.to_dict() == default.to_dict()
 
