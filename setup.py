@@ -38,6 +38,8 @@ EXTRAS_REQUIRE = {
         "lime==0.2.0.1",
         "saliency>=0.2.1",
         "torch==2.13.0",  # reference outputs for the weight importers; the CPU build on this machine's disk
+        # EleutherAI's LEACE, the reference fairjax.erasure's port is checked against; it needs only torch
+        "concept-erasure==0.2.4",
         # A gs:// workdir tested against a GCS server on localhost (tests/gcs_emulator.py), reached through
         # epath's fsspec backend. Users need neither: with TensorFlow installed epath uses tf.io.gfile.
         "gcsfs>=2026.9",
