@@ -120,8 +120,9 @@ class SyntheticFacesConfig:
   """The data set: seed, image size, how hard each group is to see, and each split's sampling.
 
   The defaults are the *default biased configuration*: group 1 is 5 % of training (and validation,
-  which follows training unless given) and harder to see everywhere; the test split is balanced.
-  ``difficulty`` (one per group, 0 plain to 1 hard) lowers contrast, blurs and adds noise.
+  which follows training unless given, or is balanced with ``balanced_validation``) and harder to see
+  everywhere; the test split is balanced. ``difficulty`` (one per group, 0 plain to 1 hard) lowers
+  contrast, blurs and adds noise.
   """
 
   seed: int = 0
@@ -130,6 +131,9 @@ class SyntheticFacesConfig:
   validation: Optional[Sampling] = None
   test: Sampling = Sampling()
   difficulty: tuple[float, ...] = (0.0, 1.0, 0.0, 0.0, 0.0)
+  # Validation drawn as the (balanced) test split is, not as training: what selection and a
+  # post-processing fit need to see of a group that is scarce in training.
+  balanced_validation: bool = False
 
   def __post_init__(self):
     if not 16 <= self.image_size <= 1024:
@@ -142,6 +146,10 @@ class SyntheticFacesConfig:
     if split not in SPLITS:
       raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if split == "validation":
+      if self.balanced_validation:
+        if self.validation is not None:
+          raise ValueError("give a validation Sampling or balanced_validation, not both")
+        return Sampling()
       return self.validation or self.train
     return getattr(self, split)
 

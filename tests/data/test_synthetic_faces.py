@@ -167,3 +167,14 @@ def test_the_labels_are_in_the_pixels():
     model = LogisticRegression(C=0.3, max_iter=3000).fit(x[:600], y[:600])
     accuracy = model.score(x[600:], y[600:])
     assert accuracy > chance + 0.15, (name, accuracy)
+
+
+def test_balanced_validation_is_drawn_as_the_test_split():
+  """The default config's validation: balanced by race where training is not (what a post-processing fit
+  needs of the scarce group); a validation Sampling and the flag together are an error."""
+  faces = sf.SyntheticFacesConfig(balanced_validation=True)
+  assert faces.sampling("validation") == sf.Sampling()
+  assert faces.sampling("train").group_proportions[1] == 0.05
+  with pytest.raises(ValueError, match="not both"):
+    sf.SyntheticFacesConfig(balanced_validation=True,
+                                         validation=sf.Sampling()).sampling("validation")
