@@ -239,11 +239,13 @@ def write_markdown(
     primary: tuple[str, str],
     selected_step: Optional[int],
     notes: Sequence[str] = (),
+    sections: Optional[Mapping[str, Sequence[str]]] = None,
 ) -> str:
   """Writes ``DIR/report/report.md`` (and ``training_curves.png``); returns the markdown's path.
 
   Links the files of each split that ``write_split`` wrote; a split it did not write, and the files it
-  skipped, are listed under the warnings, with ``notes`` and every split's FairnessWarnings.
+  skipped, are listed under the warnings, with ``notes`` and every split's FairnessWarnings. ``sections``
+  (title -> markdown lines, e.g. post-processing's raw-against-post table) follow the tables of all heads.
   """
   out = os.path.join(directory, REPORT_DIR)
   epath.Path(out).mkdir(parents=True, exist_ok=True)
@@ -273,6 +275,8 @@ def write_markdown(
       for split, result in split_results.items() for name in _heads(result.metrics)])
   lines.append("")
   lines += _leakage_table(split_results)
+  for title, section in (sections or {}).items():
+    lines += [f"## {title}", "", *section, ""]
 
   for split, result in split_results.items():
     report = result.reports.get(tuple(primary))

@@ -96,6 +96,13 @@ def base_config() -> ml_collections.ConfigDict:
   # metric means the last checkpoint.
   config.selection = ml_collections.ConfigDict(dict(
       metric="", mode="min", bound_metric="", bound=0.1, keep_best=1))
+  # Post-processing after training (fairjax.postprocess): group thresholds of the primary head's scores by
+  # the primary grouping, fitted on `fit_split` under `constraint` ('equalized_odds', 'equal_opportunity',
+  # 'demographic_parity'; '' for none) with every gap at most `epsilon`, applied to every evaluated split.
+  # The report shows each split raw and post-processed; final_metrics.json has the latter under
+  # <split>/postprocessed/<head>/... Groups under `min_group_size` fitting rows get the pooled rule.
+  config.postprocess = ml_collections.ConfigDict(dict(
+      constraint="", epsilon=0.0, fit_split="validation", randomized=True, min_group_size=30, seed=0))
   # Registered evaluators (fairjax.train.evaluators) run on the reported checkpoint after training, in
   # this order, and their options by name (e.g. evaluator_options.eo_frontier.split = "validation").
   config.evaluators = ("leakage", "embedding_maps")

@@ -235,6 +235,15 @@ def summarise(
   return result
 
 
+def classifier_result(spec: heads_lib.HeadSpec, counts, *, privileged=None) -> report_lib.EvalResult:
+  """The figures ``summarise`` gives a classifying head, from its confusion counts (``{'overall': [C, C],
+  grouping: [G, C, C]}``, true x predicted): e.g. the expected counts of a post-processed rule."""
+  privileged = {**groups.DEFAULT_PRIVILEGED, **(privileged or {})}
+  result = report_lib.EvalResult(metrics={}, reports={}, confusion={}, class_names={}, group_labels={}, warnings=[])
+  _summarise_classifier(result, spec, jax.tree.map(np.asarray, counts), privileged, 0, 0)
+  return result
+
+
 def _summarise_classifier(result, spec, counts, privileged, num_resamples, seed) -> None:
   view = spec.name + BINS_SUFFIX if spec.kind == "binned" else spec.name
   names = class_names(spec)

@@ -40,6 +40,7 @@ from fairjax.train import evaluate
 from fairjax.train import evaluators as evaluators_lib
 from fairjax.train import events
 from fairjax.train import objectives
+from fairjax.train import postprocessing
 from fairjax.train import optimizers
 from fairjax.train import progress
 from fairjax.train import runner as runner_lib
@@ -96,6 +97,7 @@ class _Run:
     # seconds to decode) and before anything is written.
     config_lib.check_config(config)
     evaluators_lib.check_config(config)
+    postprocessing.check_config(config)
     self.config, self.workdir = config, paths.resolve_str(workdir)
     self.chief = distributed.is_chief()
     self.model = build_model(config)
@@ -379,6 +381,13 @@ def _final_report(run, state, last_results, history, writer) -> dict:
   for name, metrics in found.metrics.items():
     results[name].metrics.update(metrics)
   notes.extend(found.notes)
+  sections = {}
+  if run.config.postprocess.constraint:  # group thresholds fitted on validation, applied to every split
+    found = postprocessing.postprocess(run.context(state, selected), **run.config.postprocess)
+    for name, metrics in found.metrics.items():
+      results[name].metrics.update(metrics)
+    sections["Post-processing"] = found.notes + [""] + postprocessing.raw_beside_postprocessed(
+        results, *run.primary, run.config.postprocess.fit_split)
   if run.chief and isinstance(run.model, model_protocols.Exports):  # CLIP: a Hugging Face folder
     path = _export(run, run.runner.get_state(state).params["model"])
     notes.append(f"The reported model is exported to `{path}` (config.json, model.safetensors, tokenizer, "
@@ -394,7 +403,7 @@ def _final_report(run, state, last_results, history, writer) -> dict:
     run_report.write_markdown(
         run.workdir, config_summary=_config_summary(run.config),
         history=history.records, split_results=results, primary=run.primary, selected_step=selected,
-        notes=notes)
+        notes=notes, sections=sections)
     (paths.resolve(run.workdir) / "report" / "final_metrics.json").write_text(json.dumps(
         {"selected_step": selected, **{k: v if np.isfinite(v) else None for k, v in flat.items()}}, indent=2))
   writer.write_scalars(run.total_steps, {f"final/{k}": v for k, v in flat.items()})

@@ -1,11 +1,15 @@
 """Commands that read a finished run, on one trained smoke run: the frontier experiment (scores of the
-reported checkpoint, tables written) and ``python -m fairjax.explain`` (files, figures, bad input)."""
+reported checkpoint, tables written), ``python -m fairjax.explain`` (files, figures, bad input) and the
+mitigation benchmark's post-training methods."""
 
+import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from fairjax.metrics import frontier
@@ -94,3 +98,58 @@ def test_explain_bad_input_is_one_error_line(trained, flags, message):
 def test_explain_of_a_folder_without_a_run_says_train_it_first(tmp_path):
   result = _explain(str(tmp_path), "--methods=ig")
   assert result.returncode != 0 and "train it first" in result.stderr.strip().splitlines()[-1]
+
+
+def _benchmark(*flags):
+  return subprocess.run([sys.executable, "-m", "experiments.mitigation_benchmark", *flags], capture_output=True,
+                        text=True, cwd=ROOT)
+
+
+def test_mitigation_benchmark_reuses_the_run_and_tabulates_post_training_methods(trained, tmp_path):
+  """The standard run is the trained smoke run (copied where the benchmark keeps it: not trained again);
+  post-processing and LEACE are applied to it; the standard row's figures are the run's own."""
+  config, workdir = trained
+  shutil.copytree(workdir, tmp_path / "default" / "standard" / "seed0")
+  result = _benchmark("--task=default", "--smoke", "--seeds=1", "--methods=standard,postprocess,leace",
+                      f"--output_dir={tmp_path}")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "standard seed 0: finished run" in result.stdout and "training in" not in result.stdout
+  with open(os.path.join(workdir, "report", "final_metrics.json")) as f:
+    final = json.load(f)
+  with open(tmp_path / "default" / "benchmark.csv") as f:
+    rows = {row["method"]: row for row in csv.DictReader(f)}
+  assert list(rows) == ["standard", "postprocess", "leace"]
+  standard = rows["standard"]
+  assert float(standard["accuracy"]) == pytest.approx(final["test/gender/accuracy"], abs=1e-6)
+  assert float(standard["equalized_odds_gap"]) == pytest.approx(final["test/gender/race/equalized_odds_difference"],
+                                                                abs=1e-5)
+  assert float(standard["accuracy_lo"]) <= float(standard["accuracy"]) <= float(standard["accuracy_hi"])
+  table = (tmp_path / "default" / "benchmark.md").read_text()
+  assert "| LEACE of standard, head refitted | 1 |" in table and "validation-fitted accuracy" in table
+  assert (tmp_path / "default" / "benchmark.png").stat().st_size > 0
+  for flags, message in ((("--methods=standard,dpo",), "unknown method(s) ['dpo']"),
+                         (("--seeds=0",), "--seeds must be at least 1")):
+    bad = _benchmark("--task=default", "--smoke", *flags, f"--output_dir={tmp_path / 'bad'}")
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("error:")
+    assert message in bad.stderr and not (tmp_path / "bad").exists()
+
+
+def test_benchmark_figures_and_two_level_intervals_by_hand():
+  from experiments import mitigation_benchmark as mb  # pylint: disable=g-import-not-at-top
+  p = np.array([1, 0, 1, 1, 0.5, 0.0])
+  y = np.array([1, 0, 0, 1, 1, 0])
+  g = np.array([0, 0, 0, 1, 1, 1])
+  found = {k: float(v[0]) for k, v in mb.figures(p, y, g, 2).items()}
+  # Group 0: correct 1, 1, 0 -> 2/3; TPR 1, FPR 1/2, selection 2/3. Group 1: correct 1, 0.5, 1 -> 5/6;
+  # TPR 0.75, FPR 0, selection 0.5.
+  assert found["accuracy"] == pytest.approx(0.75)
+  assert found["worst_group_accuracy"] == pytest.approx(2 / 3)
+  assert found["equalized_odds_gap"] == pytest.approx(0.5)
+  assert found["demographic_parity_gap"] == pytest.approx(1 / 6)
+  # Two seeds whose draws are constants 0.8 and 0.9: every resample's mean is 0.8, 0.85 or 0.9.
+  measured = [{**{k: value for k in mb.FIGURES}, **{f"{k}_draws": np.full(mb.NUM_RESAMPLES, value) for k in mb.FIGURES},
+               "race_leakage_linear": value, "race_leakage_mlp": value} for value in (0.8, 0.9)]
+  pooled = mb.pooled(measured)
+  assert pooled["accuracy"] == pytest.approx(0.85) and pooled["seeds"] == 2
+  assert pooled["accuracy_ci"] == pytest.approx([0.8, 0.9])
+  assert pooled["race_leakage_mlp_ci"] == pytest.approx([0.8025, 0.8975])

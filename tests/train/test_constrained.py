@@ -534,6 +534,17 @@ def test_the_constrained_config_is_the_default_with_another_objective():
     assert mitigated.to_dict() == default.to_dict()
 
 
+def test_the_fair_config_is_the_default_with_balanced_weights_and_thresholds():
+  """configs/default_fair.py: the default, nothing changed but its objective's terms and post-processing."""
+  for arg in ("", "smoke"):
+    default, fair = load_config("default", arg), load_config("default_fair", arg)
+    assert list(fair.objective.terms) == ["balanced_weights"]
+    assert fair.objective.terms.balanced_weights.grouping == default.eval.primary_grouping
+    assert fair.postprocess.constraint == "equalized_odds" and fair.postprocess.epsilon <= 0.05
+    fair.objective, fair.postprocess = default.objective, default.postprocess
+    assert fair.to_dict() == default.to_dict()
+
+
 @pytest.mark.slow
 def test_constrained_smoke_run_end_to_end(tmp_path):
   final = loop.train_and_evaluate(load_config("default_constrained", "smoke"), str(tmp_path))

@@ -3,8 +3,10 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
+from fairjax.postprocess import thresholds
 from fairjax.train import config as config_lib
 from fairjax.train import evaluators
 from fairjax.train import leakage
@@ -31,6 +33,9 @@ def test_the_default_evaluators_are_registered_and_listed():
      "'eo_frontier' is not in config.evaluators"),
     (lambda c: c.evaluator_options.update({"leakage": {"stesp": 3}}),
      "evaluator 'leakage' has no option 'stesp'; its options: hidden, steps, l2"),
+    (lambda c: c.postprocess.update(constraint="equalised_odds"), "config.postprocess.constraint must be one of"),
+    (lambda c: c.postprocess.update(constraint="equalized_odds", fit_split="EBD"),
+     "config.postprocess.fit_split 'EBD' is not evaluated"),
 ])
 def test_a_bad_evaluator_config_is_an_error_before_anything_is_written(change, message, tmp_path):
   config = _smoke()
@@ -40,10 +45,11 @@ def test_a_bad_evaluator_config_is_an_error_before_anything_is_written(change, m
   assert not (tmp_path / "run").exists()
 
 
-def test_listed_evaluators_run_in_order_with_their_options(tmp_path):
+def test_listed_evaluators_and_post_processing_run_on_the_reported_checkpoint(tmp_path):
   config = _smoke()
   config.evaluators = ("leakage", "eo_frontier")
   config.evaluator_options.eo_frontier = {"split": "validation", "epsilons": (0.1, 1.0)}
+  config.postprocess.update(constraint="equalized_odds", epsilon=0.0, min_group_size=5)
   final = loop.train_and_evaluate(config, str(tmp_path))
   # leakage in every split's figures; no t-SNE maps (embedding_maps is not listed); the frontier's tables.
   for split in config.eval.splits:
@@ -59,3 +65,22 @@ def test_listed_evaluators_run_in_order_with_their_options(tmp_path):
   (tmp_path / "report" / "validation" / "eo_frontier.csv").unlink()
   evaluators.run_evaluators(context, ["eo_frontier"], config.evaluator_options)
   assert (tmp_path / "report" / "validation" / "eo_frontier.csv").read_text().splitlines() == table
+
+  # Post-processing: fitted on validation, where every fitted group's rates meet (gap 0 up to rounding);
+  # its figures on test, beside the raw ones, are the saved rule's expected figures on test's scores.
+  predictor = thresholds.GroupThresholds.load(str(tmp_path / "report" / "postprocess" / "thresholds.json"))
+  assert predictor.constraint == "equalized_odds" and predictor.source["fit_split"] == "validation"
+  if not predictor.pooled.any():
+    assert final["validation/postprocessed/gender/race/equalized_odds_difference"] < 1e-5
+  rows = evaluators.primary_scores(context, "test")
+  p_post = np.asarray(predictor.probabilities(rows["score"], rows["group"]))
+  y = rows["label"]
+  np.testing.assert_allclose(final["test/postprocessed/gender/accuracy"],
+                             np.mean(np.where(y == 1, p_post, 1 - p_post)), rtol=1e-5)
+  tpr = [p_post[(rows["group"] == g) & (y == 1)].mean() for g in range(5) if ((rows["group"] == g) & (y == 1)).any()]
+  fpr = [p_post[(rows["group"] == g) & (y == 0)].mean() for g in range(5) if ((rows["group"] == g) & (y == 0)).any()]
+  np.testing.assert_allclose(final["test/postprocessed/gender/race/equalized_odds_difference"],
+                             max(np.ptp(tpr), np.ptp(fpr)), rtol=1e-5, atol=1e-6)
+  report = (tmp_path / "report" / "report.md").read_text()
+  assert "## Post-processing" in report and "| equalized-odds gap |" in report
+  assert "validation (fit) raw" in report and "(postprocess/thresholds.json)" in report

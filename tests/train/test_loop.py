@@ -97,7 +97,7 @@ def test_tensorboard_events_hold_the_history(tmp_path):
   assert compared > 20 and any(r["step"] == 6 and "test/gender/accuracy" in r for r in history)
 
 
-@pytest.mark.parametrize("config_name", ["default", "default_constrained", "default_grl", "default_jlu"])
+@pytest.mark.parametrize("config_name", ["default", "default_constrained", "default_grl", "default_jlu", "default_fair"])
 def test_loss_falls_on_a_learnable_batch(config_name):
   """Forty steps of each default objective on one repeated batch: the task loss falls by a fifth (it
   reaches about two thirds of its start with the default's Adam 1e-3; dropout keeps it noisy)."""

@@ -1,0 +1,42 @@
+r"""The embedded default experiment made fair by race: group-balanced weights, then group thresholds.
+
+  python -m fairjax.main --config=configs/default_fair.py --workdir=out/default_fair
+
+Exactly ``configs/default.py`` (biased synthetic faces, seed 000's gender CNN, audited by race) with the
+best combination the mitigation benchmark found (``python -m experiments.mitigation_benchmark
+--task=default``; ``experiments/results/mitigation_benchmark_default.md``):
+
+  1. ``balanced_weights`` (``objective.terms``): every race weighs the same in the training loss, so the
+     race that is 5 % of training is learnt as well as its faces allow. This does not close the gap by
+     itself; it lifts that group's ROC, which is what any threshold rule is limited by.
+  2. ``config.postprocess``: Hardt et al.'s randomised group thresholds of the gender scores by race,
+     fitted on the validation split (5,000 faces balanced by race) with every pair of races' TPRs and
+     FPRs within ``epsilon``, applied to test. The report shows test raw and post-processed side by
+     side; the post-processed figures are ``test/postprocessed/gender/...`` in final_metrics.json.
+
+Why this and not a constraint in training: on this task the Lagrangian constraints end on the standard
+model's own threshold frontier (they move every group's scores rather than separate the scarce group's
+faces better), gradient reversal and JLU leave race readable and the gap as it was, while thresholds
+reach any gap at a price set by the worst group's ROC, and balanced weights lower that price. Thresholds
+fitted on validation cost a little against the oracle (thresholds solved on the test labels), and their
+test gap exceeds the fitted epsilon by the validation split's sampling noise (about 0.015 here), so
+``epsilon`` is set below the 0.05 the acceptance asks for.
+
+Arguments: 'smoke' shrinks everything to a run of a few seconds (for tests), as for the default.
+"""
+
+import os
+
+from fairjax.train import config as config_lib
+
+# configs/ is no package: configs load each other by path.
+_DEFAULT = config_lib.load_config_module(os.path.join(os.path.dirname(__file__), "default.py"))
+EPSILON = 0.03
+
+
+def get_config(arg: str = ""):
+  config = _DEFAULT.with_terms(arg, balanced_weights=dict(grouping="race"))
+  config.postprocess.update(constraint="equalized_odds", epsilon=EPSILON, fit_split="validation")
+  if arg == "smoke":
+    config.postprocess.min_group_size = 5  # the smoke run's validation split holds about 13 faces a race
+  return config
