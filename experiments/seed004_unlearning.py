@@ -37,6 +37,7 @@ from absl import logging
 import numpy as np
 
 from experiments import launcher
+from experiments import seed004_erasure
 from fairjax import cli
 from fairjax import paths
 from fairjax.report import embeddings as embeddings_lib
@@ -82,6 +83,8 @@ _SIDE = flags.DEFINE_bool("side", False, "The configs' 'side' variant: the gende
                           "gender data set (seed 004 §3.2's X_gen), BD trains age only.")
 _MODELS = flags.DEFINE_list("models", [m[0] for m in MODELS], "Models to run, of " +
                             ", ".join(m[0] for m in MODELS) + ".")
+_ERASURE = flags.DEFINE_list("erasure", [], "After training: erase gender from the models' representations "
+                             "with these methods (leace, inlp) and write OUT/erasure.md (experiments/seed004_erasure.py).")
 launcher.define_flags()
 FLAGS = flags.FLAGS
 
@@ -260,6 +263,9 @@ def main(argv):
   output_dir = paths.resolve_str(_OUTPUT_DIR.value)
   manual_dir = paths.resolve_str(_MANUAL_DIR.value) if _MANUAL_DIR.value else None
   options = (_DATASET.value, output_dir, _SMOKE.value, manual_dir, _CPU.value, _SIDE.value)
+  unknown = [m for m in _ERASURE.value if m not in seed004_erasure.METHODS]
+  if unknown:
+    raise ValueError(f"--erasure: unknown method(s) {unknown}; known: {', '.join(seed004_erasure.METHODS)}")
   # Each run checks its config and data before it writes its workdir, so bad input leaves no OUT behind.
   if FLAGS.task is not None:  # one task of a SLURM array: its run only
     run_models([FLAGS.task], *options)
@@ -283,6 +289,12 @@ def main(argv):
               missing=[m for m in ordered if m not in results])
   write_figure(ordered, output_dir, _DATASET.value)
   print(f"results: {os.path.join(_OUTPUT_DIR.value, 'results.md')}")
+  if _ERASURE.value:
+    config_of = lambda model: model_config(model, options[0], *options[2:])
+    for line in seed004_erasure.run([m for m in ordered if m in results], _ERASURE.value, output_dir, config_of,
+                                    "python -m experiments.seed004_unlearning " + " ".join(sys.argv[1:])):
+      print(line)
+    print(f"erasure: {os.path.join(_OUTPUT_DIR.value, 'erasure.md')}")
 
 
 if __name__ == "__main__":

@@ -334,10 +334,12 @@ def train_and_evaluate(config, workdir) -> dict:
     run.checkpointer.close()
 
 
-def reported_context(config, workdir) -> evaluators_lib.RunContext:
+def reported_context(config, workdir, with_train: bool = False) -> evaluators_lib.RunContext:
   """The ``RunContext`` of the checkpoint that a finished run's report describes (the selection rule's
   best, else the last), for evaluators run after the fact (``experiments/eo_frontier.py``). ``config``
-  must be the run's own: its state is restored into it."""
+  must be the run's own: its state is restored into it. ``with_train``: its splits include the training
+  split as ``'train'`` (its rows as the run trained on them, read without augmentation), for what is
+  fitted on a model's training representations (a concept eraser, a refitted head)."""
   config = config_lib.resolve_paths(config)
   if not check_workdir(workdir, config):
     raise ValueError(f"{workdir} holds no run (no config.json): train it first (python -m fairjax.main)")
@@ -346,7 +348,10 @@ def reported_context(config, workdir) -> evaluators_lib.RunContext:
   step = (run.checkpointer.best_step() if run.rule is not None else None) or run.checkpointer.latest_step()
   if step is None:
     raise ValueError(f"{workdir} holds no checkpoint: train it first (python -m fairjax.main)")
-  return run.context(run.runner.put_state(run.restore(step)), step)
+  context = run.context(run.runner.put_state(run.restore(step)), step)
+  if with_train:
+    context.splits = {**context.splits, "train": run.train_split}
+  return context
 
 
 def _export(run, params) -> str:

@@ -1,0 +1,176 @@
+r"""Seed 004's representations with gender erased after training: does a probe still read gender, does age survive?
+
+  python -m experiments.seed004_unlearning --dataset=utkface --manual_dir=../shared/data --cpu \
+      --models=m1 --erasure=leace,inlp --output_dir=out/seed004_utkface
+
+Unlearning in training (JLU, gradient reversal; ``experiments.seed004_unlearning``) leaves gender readable
+from the embedding. Concept erasure (``fairjax.erasure``) removes it after training instead: for each
+model's finished run (``OUT/<model>``, trained first if missing, exactly as ``seed004_unlearning`` trains
+it), at the reported checkpoint,
+
+  1. embeddings of BD's training rows, of EBD and of BD's complement;
+  2. an eraser of gender, fitted two ways:
+       on BD's training embeddings, where the model learnt; in BD age and gender go together (young
+       women, old men), so what separates the genders there is partly age;
+       on EBD, cross-fitted: the eraser is fitted on one half of EBD (stratified by gender) and judged
+       on the other, and the two halves' figures averaged; EBD is where age and gender are independent,
+       so its gender direction is gender's alone;
+  3. the age head refitted (multinomial logistic regression over the model's age bins) on BD's training
+     embeddings after erasure, and, to separate the refit from the erasure, on the same embeddings as
+     they are;
+  4. on each judged split: age accuracy of the model's own head, of the refitted head without and with
+     erasure, and gender leakage before and after, by a linear and an MLP probe cross-fitted on the split
+     (``fairjax.train.leakage``: the run's own ``leakage_gender`` is the MLP one), as accuracy above the
+     majority rate.
+
+Writes ``OUT/erasure.md`` and ``OUT/erasure.csv`` (the wall time there counts the erasure alone). LEACE guarantees that no linear classifier separates the
+classes' means *on the rows it was fitted on*; on other rows it holds up to their sampling noise, and an
+MLP may still read what is not linear. The acceptance reads the EBD cross-fitted LEACE row: linear
+leakage at most 0.02, age accuracy no more than 1 point below the model's own head.
+"""
+
+import csv
+import os
+import time
+
+import numpy as np
+
+from fairjax import erasure
+from fairjax import markdown
+from fairjax.erasure import probes
+from fairjax.models import heads as heads_lib
+from fairjax.train import leakage
+from fairjax.train import loop
+
+SPLITS = ("EBD", "BD_complement")
+METHODS = ("leace", "inlp")
+LEAKAGE_BOUND = 0.02  # the acceptance: linear leakage on EBD after LEACE
+ACCURACY_DROP = 0.01  # ... and age accuracy no more than this below the model's own head
+
+def representation_rows(config, workdir: str) -> dict:
+  """``{split: {embedding, gender, age_bin, own_age_bin}}`` of the training split and ``SPLITS`` at the
+  reported checkpoint; rows of unknown gender are dropped."""
+  context = loop.reported_context(config, workdir, with_train=True)
+  spec = next(s for s in context.model.heads if s.name == "age")
+
+  def fn(state, batch):
+    outputs = context.outputs(state, batch)
+    return {"embedding": outputs["embedding"], "gender": batch["gender"], "mask": batch["mask"],
+            "age_bin": heads_lib.bin_index(spec, batch["age"]),
+            "own_age_bin": outputs["age"].argmax(-1)}
+
+  rows = {}
+  for split in ("train",) + SPLITS:
+    found = context.rows(fn, split)
+    known = found["gender"] >= 0
+    rows[split] = {key: value[known] for key, value in found.items()}
+  return rows, spec.num_outputs
+
+
+def refit_head(train_x, train_bins, num_bins: int):
+  """The age head refitted on ``train_x``: a function of embeddings to predicted bins."""
+  mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+  kernel, bias = probes.logistic_regression((train_x - mean) / std, train_bins, probes.LINEAR_L2,
+                                            num_classes=num_bins)
+  kernel, bias = np.asarray(kernel), np.asarray(bias)
+  return lambda x: np.argmax(((x - mean) / std) @ kernel + bias, -1)
+
+
+def gender_leakage(x, gender, seed: int) -> dict:
+  """Linear and MLP probes' gender leakage, each cross-fitted on two halves of the rows."""
+  return {"linear": leakage.probe_leakage(x, gender, 2, seed=seed, hidden=())["leakage"],
+          "mlp": leakage.probe_leakage(x, gender, 2, seed=seed)["leakage"]}
+
+
+def halves(gender, seed: int):
+  """Two halves of the rows, stratified by gender (``leakage.stratified_halves``)."""
+  fold = leakage.stratified_halves(gender, seed)
+  return [np.flatnonzero(fold == f) for f in (0, 1)]
+
+
+def measure(rows: dict, num_bins: int, method: str, seed: int = 0) -> list[dict]:
+  """The figures of one erasure method on one model's rows (see the module docstring), one dict per
+  (fit, judged split)."""
+  train = rows["train"]
+  plain_head = refit_head(train["embedding"], train["age_bin"], num_bins)
+  out = []
+  # Fitted on BD's training rows, judged on every split.
+  eraser = erasure.fit(train["embedding"], train["gender"], method=method)
+  erased_head = refit_head(np.asarray(eraser(train["embedding"])), train["age_bin"], num_bins)
+  for split in SPLITS:
+    out.append(_figures("BD train", split, rows[split], eraser, plain_head, erased_head, seed))
+  # Fitted on one half of EBD, judged on the other (both ways, averaged).
+  ebd = rows["EBD"]
+  parts = []
+  first, second = halves(ebd["gender"], seed)
+  for fit_rows, judged_rows in ((first, second), (second, first)):
+    eraser = erasure.fit(ebd["embedding"][fit_rows], ebd["gender"][fit_rows], method=method)
+    erased_head = refit_head(np.asarray(eraser(train["embedding"])), train["age_bin"], num_bins)
+    judged = {key: value[judged_rows] for key, value in ebd.items()}
+    parts.append(_figures("EBD half", "EBD other half", judged, eraser, plain_head, erased_head, seed))
+  out.append({key: (parts[0][key] if isinstance(parts[0][key], str) else float(np.mean([p[key] for p in parts])))
+              for key in parts[0]})
+  for row in out:
+    row["method"] = method
+  return out
+
+
+def _figures(fit: str, split: str, rows: dict, eraser, plain_head, erased_head, seed: int) -> dict:
+  erased = np.asarray(eraser(rows["embedding"]))
+  before, after = gender_leakage(rows["embedding"], rows["gender"], seed), gender_leakage(erased, rows["gender"], seed)
+  return {"fit": fit, "split": split, "rows": float(len(rows["gender"])),
+          "age_accuracy_own_head": float(np.mean(rows["own_age_bin"] == rows["age_bin"])),
+          "age_accuracy_refit": float(np.mean(plain_head(rows["embedding"]) == rows["age_bin"])),
+          "age_accuracy_refit_erased": float(np.mean(erased_head(erased) == rows["age_bin"])),
+          "leakage_linear_before": before["linear"], "leakage_linear_after": after["linear"],
+          "leakage_mlp_before": before["mlp"], "leakage_mlp_after": after["mlp"]}
+
+
+COLUMNS = ("model", "method", "fit", "split", "rows", "age_accuracy_own_head", "age_accuracy_refit",
+           "age_accuracy_refit_erased", "leakage_linear_before", "leakage_linear_after", "leakage_mlp_before",
+           "leakage_mlp_after")
+
+
+def acceptance(table: list[dict]) -> list[str]:
+  lines = []
+  for row in table:
+    if row["method"] == "leace" and row["fit"] == "EBD half":
+      drop = row["age_accuracy_own_head"] - row["age_accuracy_refit_erased"]
+      ok = row["leakage_linear_after"] <= LEAKAGE_BOUND and drop <= ACCURACY_DROP
+      lines.append(f"{row['model']}: LEACE fitted on EBD halves: linear gender leakage {row['leakage_linear_after']:+.3f} "
+                   f"(bound {LEAKAGE_BOUND}), age accuracy {row['age_accuracy_refit_erased']:.3f} against its own "
+                   f"head's {row['age_accuracy_own_head']:.3f} (drop {drop:+.3f}, bound {ACCURACY_DROP}) -> "
+                   f"{'met' if ok else 'NOT met'}")
+  return lines
+
+
+def write(table: list[dict], output_dir: str, command: str, wall: float) -> None:
+  with open(os.path.join(output_dir, "erasure.csv"), "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(table)
+  header = ["model", "method", "eraser fitted on", "judged on", "age acc. own head", "refit", "refit, erased",
+            "linear leak before", "after", "MLP leak before", "after"]
+  lines = ["# Seed 004: gender erased from the representation after training", "",
+           f"Command: `{command}` (wall time {wall / 60:.1f} min, runs reused where finished).", ""]
+  lines += markdown.table(header, [[r["model"], r["method"], r["fit"], r["split"],
+                                    *(markdown.number(r[k]) for k in COLUMNS[5:])] for r in table])
+  lines += ["", "Acceptance:", ""] + [f"- {line}" for line in acceptance(table)]
+  with open(os.path.join(output_dir, "erasure.md"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+
+
+def run(models, methods, output_dir: str, config_of, command: str) -> list[str]:
+  """Erases gender from each model's finished run in ``output_dir/<model>`` (``config_of(model)`` its
+  config) with each method; writes ``erasure.md`` / ``.csv`` there and returns the acceptance lines."""
+  unknown = [m for m in methods if m not in METHODS]
+  if unknown:
+    raise ValueError(f"unknown erasure method(s) {unknown}; known: {', '.join(METHODS)}")
+  started = time.time()
+  table = []
+  for model in models:
+    rows, num_bins = representation_rows(config_of(model), os.path.join(output_dir, model))
+    for method in methods:
+      table += [{"model": model, **row} for row in measure(rows, num_bins, method)]
+  write(table, output_dir, command, time.time() - started)
+  return acceptance(table)
