@@ -171,12 +171,20 @@ def test_smoke_experiment_on_slurm_end_to_end_and_resumed_locally(tmp_path):
   assert float(rows[1]["age_accuracy_EBD"]) == pytest.approx(final["EBD/age/accuracy"])
   assert (output / "embeddings_gender.png").stat().st_size > 10_000
   assert "## Acceptance" in (output / "results.md").read_text()
-  # A second call finds both runs finished and only redraws the outputs.
+  # A second call finds both runs finished and only redraws the outputs, and erases gender from M2's
+  # representation after training: its leakage before erasure is the run's own.
   stamp = os.path.getmtime(output / "m1" / "report" / "final_metrics.json")
-  result = _experiment(*flags)
+  result = _experiment(*flags, "--erasure=leace")
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.count("not trained again") == 2
   assert os.path.getmtime(output / "m1" / "report" / "final_metrics.json") == stamp
+  with open(output / "erasure.csv") as f:
+    erased = [row for row in csv.DictReader(f) if row["model"] == "m2"]
+  assert [(row["fit"], row["split"]) for row in erased] == [
+      ("BD train", "EBD"), ("BD train", "BD_complement"), ("EBD half", "EBD other half")]
+  assert float(erased[0]["leakage_mlp_before"]) == pytest.approx(final["EBD/leakage_gender"], abs=1e-6)
+  assert float(erased[0]["age_accuracy_own_head"]) == pytest.approx(final["EBD/age/accuracy"], abs=1e-6)
+  assert "LEACE fitted on EBD halves" in (output / "erasure.md").read_text()
   # A workdir of another config is not taken for a finished run; the aggregation reads whatever has
   # finished.
   os.rename(output / "m1", output / "m3")
