@@ -74,6 +74,7 @@ _SMOKE = flags.DEFINE_bool("smoke", False, "Tiny runs (the configs' 'smoke'), fo
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "utkface_gender's input size (the seed's 128 on an "
                                    "accelerator; 64 on a CPU).")
 _EPOCHS = flags.DEFINE_integer("num_epochs", 0, "Override of the task config's epochs (0: the config's).")
+_RESAMPLES = flags.DEFINE_integer("num_resamples", NUM_RESAMPLES, "Bootstrap resamples of the intervals.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,16 +215,17 @@ FIGURES = ("accuracy", "worst_group_accuracy", "equalized_odds_gap", "demographi
 LEAKAGE = ("race_leakage_linear", "race_leakage_mlp")
 
 
-def measure(name: str, rows: dict, num_groups: int, epsilon: float, seed: int) -> dict:
+def measure(name: str, rows: dict, num_groups: int, epsilon: float, seed: int,
+            num_resamples: int = NUM_RESAMPLES) -> dict:
   """One run's figures, the rows' bootstrap draws of each (``<figure>_draws``), and its leakage."""
   test = rows["test"]
   known = (test["label"] >= 0) & (test["group"] >= 0)
   p, embedding = decisions(name, rows, num_groups, epsilon)
   p, y, g = p[known], test["label"][known], test["group"][known]
   point = {k: float(v[0]) for k, v in figures(p, y, g, num_groups).items()}
-  index = np.random.default_rng(seed).integers(0, len(y), (NUM_RESAMPLES, len(y)))
+  index = np.random.default_rng(seed).integers(0, len(y), (num_resamples, len(y)))
   draws = {}
-  for chunk in np.array_split(np.arange(NUM_RESAMPLES), 10):  # [B, N] in pieces: memory
+  for chunk in np.array_split(np.arange(num_resamples), 10):  # [B, N] in pieces: memory
     for key, value in figures(p, y, g, num_groups, index[chunk]).items():
       draws.setdefault(key, []).append(value)
   val_embedding = rows["validation"]["embedding"]
@@ -243,8 +245,9 @@ def pooled(measured: list[dict], seed: int = 0) -> dict:
   for key in FIGURES:
     out[key] = float(np.mean([m[key] for m in measured]))
     draws = np.stack([m[f"{key}_draws"] for m in measured])                 # [S, B]
-    chosen = rng.integers(0, len(measured), (NUM_RESAMPLES, len(measured)))  # seeds drawn per resample
-    means = draws[chosen, np.arange(NUM_RESAMPLES)[:, None]].mean(1)
+    resamples = draws.shape[1]
+    chosen = rng.integers(0, len(measured), (resamples, len(measured)))     # seeds drawn per resample
+    means = draws[chosen, np.arange(resamples)[:, None]].mean(1)
     alpha = (1 - CONFIDENCE) / 2
     out[f"{key}_ci"] = [float(np.nanquantile(means, alpha)), float(np.nanquantile(means, 1 - alpha))]
   for key in LEAKAGE:
@@ -324,7 +327,7 @@ def _plot(path: str, task: str, results: dict, curves: dict) -> None:
 
 
 def benchmark(task: str, seeds: int, methods, output_dir: str, *, manual_dir=None, epsilon=0.0, smoke=False,
-              image_size=64, num_epochs=0, log=print) -> tuple[dict, dict, str]:
+              image_size=64, num_epochs=0, num_resamples=NUM_RESAMPLES, log=print) -> tuple[dict, dict, str]:
   """Trains what is missing and measures every method: ``(rows of the table by method, the standard
   model's frontiers, the task's folder)``."""
   unknown = [m for m in methods if m not in METHODS]
@@ -334,6 +337,8 @@ def benchmark(task: str, seeds: int, methods, output_dir: str, *, manual_dir=Non
     raise ValueError(f"--seeds must be at least 1, got {seeds}")
   if not 0 <= epsilon <= 1:
     raise ValueError(f"--epsilon must lie in [0, 1], got {epsilon}")
+  if num_resamples < 10:
+    raise ValueError(f"--num_resamples must be at least 10, got {num_resamples}")
   base = task_config(task, smoke, manual_dir, image_size, num_epochs)
   config_lib.check_config(base)
   num_groups = groups.num_groups(base.eval.primary_grouping)
@@ -346,7 +351,7 @@ def benchmark(task: str, seeds: int, methods, output_dir: str, *, manual_dir=Non
       config = run_config(base, run, seed)
       workdir = os.path.join(folder, run, f"seed{seed}")
       loop.ensure_trained(config, workdir, name=f"{run} seed {seed}", log=log)
-      measured.append(measure(name, run_rows(config, workdir), num_groups, epsilon, seed))
+      measured.append(measure(name, run_rows(config, workdir), num_groups, epsilon, seed, num_resamples))
     results[name] = pooled(measured)
   curves = {}
   if "standard" in methods:
@@ -355,7 +360,7 @@ def benchmark(task: str, seeds: int, methods, output_dir: str, *, manual_dir=Non
                  for r in (rows["validation"], rows["test"]))
     curves["fitted"] = thresholds.frontier((val["score"], val["label"], val["group"]),
                                            (test["score"], test["label"], test["group"]), FRONTIER_EPSILONS,
-                                           num_groups=num_groups, num_resamples=NUM_RESAMPLES)
+                                           num_groups=num_groups, num_resamples=num_resamples)
     curves["oracle"] = frontier_lib.equalized_odds_frontier(test["score"], test["label"], test["group"],
                                                             FRONTIER_EPSILONS, num_groups=num_groups)
     # Undefined figures (a group without positives on a tiny split) come back as None: NaN from here on.
@@ -370,7 +375,8 @@ def main(argv):
   methods = _METHODS.value or list(METHODS)
   results, curves, folder = benchmark(_TASK.value, _SEEDS.value, methods, _OUTPUT.value,
                                       manual_dir=_MANUAL_DIR.value, epsilon=_EPSILON.value, smoke=_SMOKE.value,
-                                      image_size=_IMAGE_SIZE.value, num_epochs=_EPOCHS.value)
+                                      image_size=_IMAGE_SIZE.value, num_epochs=_EPOCHS.value,
+                                      num_resamples=_RESAMPLES.value)
   command = "python -m experiments.mitigation_benchmark " + " ".join(sys.argv[1:])
   names = write_outputs(folder, _TASK.value, results, curves, command, time.time() - started)
   print(f"wrote {', '.join(names)} to {folder}")

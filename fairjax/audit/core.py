@@ -3,6 +3,7 @@
 import os
 import shutil
 import tempfile
+from typing import Callable
 
 import jax.numpy as jnp
 import numpy as np
@@ -42,28 +43,14 @@ def audit(frame, *, label_column, prediction_column, sensitive_columns, score_co
       sweep=sweep)
 
 
-def write_report(result: report_lib.GroupReport, output_dir: str, extra_frames=None) -> list[str]:
-  """Writes the report's files into ``output_dir`` all together; returns their names."""
+def write_staged(output_dir: str, fill: Callable[[str], None], prefix: str = ".audit-") -> list[str]:
+  """``fill(folder)`` writes files into a fresh folder beside ``output_dir``; they are then moved into
+  ``output_dir`` all together, so a failure half-way leaves ``output_dir`` untouched. Returns the names."""
   parent = os.path.dirname(os.path.abspath(output_dir))
   os.makedirs(parent, exist_ok=True)
-  staging = tempfile.mkdtemp(prefix=".audit-", dir=parent)
+  staging = tempfile.mkdtemp(prefix=prefix, dir=parent)
   try:
-    result.save(staging)
-    keys = result.summary["sensitive_columns"]
-    table = result.by_group
-    if result.summary["task"] == "binary":
-      plots.plot_group_rates(table, keys, os.path.join(staging, "rates_by_group.png"))
-      plots.plot_disparate_impact(table, keys, os.path.join(staging, "disparate_impact.png"),
-                                  result.summary["privileged_group"])
-    else:
-      for name in dict.fromkeys(table["class"]):
-        plots.plot_group_rates(table[table["class"] == name], keys,
-                               os.path.join(staging, f"rates_by_group_class_{name}.png"),
-                               title=f"Rates by group, class {name} against the rest")
-    if "threshold_sweep" in result.summary:
-      plots.plot_threshold_sweep(result.summary["threshold_sweep"], os.path.join(staging, "threshold_sweep.png"))
-    for name, frame in (extra_frames or {}).items():
-      frame.to_csv(os.path.join(staging, name), index=False)
+    fill(staging)
     os.makedirs(output_dir, exist_ok=True)
     names = sorted(os.listdir(staging))
     for name in names:
@@ -71,3 +58,28 @@ def write_report(result: report_lib.GroupReport, output_dir: str, extra_frames=N
     return names
   finally:
     shutil.rmtree(staging, ignore_errors=True)
+
+
+def fill_report(result: report_lib.GroupReport, folder: str, extra_frames=None) -> None:
+  """Writes the report's files (tables, summary, plots, and ``extra_frames`` as CSVs) into ``folder``."""
+  result.save(folder)
+  keys = result.summary["sensitive_columns"]
+  table = result.by_group
+  if result.summary["task"] == "binary":
+    plots.plot_group_rates(table, keys, os.path.join(folder, "rates_by_group.png"))
+    plots.plot_disparate_impact(table, keys, os.path.join(folder, "disparate_impact.png"),
+                                result.summary["privileged_group"])
+  else:
+    for name in dict.fromkeys(table["class"]):
+      plots.plot_group_rates(table[table["class"] == name], keys,
+                             os.path.join(folder, f"rates_by_group_class_{name}.png"),
+                             title=f"Rates by group, class {name} against the rest")
+  if "threshold_sweep" in result.summary:
+    plots.plot_threshold_sweep(result.summary["threshold_sweep"], os.path.join(folder, "threshold_sweep.png"))
+  for name, frame in (extra_frames or {}).items():
+    frame.to_csv(os.path.join(folder, name), index=False)
+
+
+def write_report(result: report_lib.GroupReport, output_dir: str, extra_frames=None) -> list[str]:
+  """Writes the report's files into ``output_dir`` all together; returns their names."""
+  return write_staged(output_dir, lambda folder: fill_report(result, folder, extra_frames))

@@ -14,9 +14,7 @@ untouched: everything is computed first, then written to a staging folder and mo
 """
 
 import os
-import shutil
 import sys
-import tempfile
 import warnings
 
 from absl import flags
@@ -111,19 +109,12 @@ def _group_index(data: inputs.AuditInput, predictor: thresholds.GroupThresholds,
 
 def _write(output_dir: str, predictor, predictions: pd.DataFrame, audited) -> list[str]:
   """The rule, the predictions and the audit into ``output_dir`` all together; returns the names."""
-  parent = os.path.dirname(os.path.abspath(output_dir))
-  os.makedirs(parent, exist_ok=True)
-  staging = tempfile.mkdtemp(prefix=".postprocess-", dir=parent)
-  try:
-    core.write_report(audited, staging, {"predictions.csv": predictions})
-    predictor.save(os.path.join(staging, "thresholds.json"))
-    os.makedirs(output_dir, exist_ok=True)
-    names = sorted(os.listdir(staging))
-    for name in names:
-      os.replace(os.path.join(staging, name), os.path.join(output_dir, name))
-    return names
-  finally:
-    shutil.rmtree(staging, ignore_errors=True)
+
+  def fill(folder):
+    core.fill_report(audited, folder, {"predictions.csv": predictions})
+    predictor.save(os.path.join(folder, "thresholds.json"))
+
+  return core.write_staged(output_dir, fill, prefix=".postprocess-")
 
 
 def _run():
