@@ -1,10 +1,11 @@
-r"""Fairness-constrained objectives: a Lagrangian game on group rates, and the penalties it is compared to.
+r"""Fairness-constrained objective terms: a Lagrangian game on group rates, and the penalties it is compared to.
 
 Seed 000 §8.2 keeps the equalized-odds gap of its fine-tuned CLIP below 10 % by *selecting* checkpoints;
-these objectives put the gap into training itself (seed 000 §5's second class of mitigation). Three are
-registered, each on one classifying head of the model and one or several groupings of the batch
-(``groups.GROUPINGS``: 'race', 'gender', 'race_x_gender'), and each adds its term to the ``standard``
-loss (so example weights from ``reweigh`` still apply to the task loss):
+these terms put the gap into training itself (seed 000 §5's second class of mitigation). Three are
+registered (``objectives.register_term``), each on one classifying head of the model and one or several
+groupings of the batch (``groups.GROUPINGS``: 'race', 'gender', 'race_x_gender'), and each adds its term
+to the task's loss (``standard``'s, or CLIP's contrastive loss), beside any other terms (example weights
+from ``balanced_weights``, ``reweighing`` or the ``reweigh`` treatment still apply to the task loss):
 
   constrained   rate constraints  rate_g - rate_h <= epsilon  for every ordered pair of groups (g, h),
                 every rate of the constraint and every class, solved as a Lagrangian game in the train
@@ -80,7 +81,7 @@ counts; and ``count_weight``, their total weight 1 - decay^t. The penalties keep
 grouping: ``fairness/<grouping>/gap`` (the 0-1 max - min the multipliers answer, pooled for
 ``constrained``, the largest over rates and classes) and, for ``constrained``,
 ``fairness/<grouping>/multiplier_max`` and ``fairness/<grouping>/multiplier_sum``; ``mindiff`` logs
-``fairness/<grouping>/mmd2`` instead of the gap; ``fairness/term`` is what the objective added to the loss.
+``fairness/<grouping>/mmd2`` instead of the gap; ``term/<name>`` is what the term added to the loss.
 """
 
 from typing import Optional, Sequence
