@@ -181,10 +181,11 @@ def test_smoke_experiment_on_slurm_end_to_end_and_resumed_locally(tmp_path):
   with open(output / "erasure.csv") as f:
     erased = [row for row in csv.DictReader(f) if row["model"] == "m2"]
   assert [(row["fit"], row["split"]) for row in erased] == [
-      ("BD train", "EBD"), ("BD train", "BD_complement"), ("EBD half", "EBD other half")]
+      ("BD train", "EBD"), ("BD train", "BD_complement"), ("BD train + BD complement", "EBD"),
+      ("EBD (in-sample)", "EBD"), ("EBD half", "EBD other half")]
   assert float(erased[0]["leakage_mlp_before"]) == pytest.approx(final["EBD/leakage_gender"], abs=1e-6)
   assert float(erased[0]["age_accuracy_own_head"]) == pytest.approx(final["EBD/age/accuracy"], abs=1e-6)
-  assert "LEACE fitted on EBD halves" in (output / "erasure.md").read_text()
+  assert "LEACE fitted on EBD half, judged on EBD other half" in (output / "erasure.md").read_text()
   # A workdir of another config is not taken for a finished run; the aggregation reads whatever has
   # finished.
   os.rename(output / "m1", output / "m3")
