@@ -1,4 +1,4 @@
-"""Weights from Keras HDF5 files and PyTorch state dicts into our Flax variables.
+"""Weights from Keras HDF5 files and PyTorch state dicts into our Flax variables; TF.js graph models as JAX.
 
 Pretrained weights cannot be downloaded where fairjax is built, so every importer here is tested on
 small checkpoints that the tests write with Keras / PyTorch themselves, and compared output for
@@ -16,10 +16,13 @@ load. The layout traps handled:
             running statistics go to ``batch_stats`` (``num_batches_tracked`` has no counterpart),
             and VGG's first classifier layer reads an NCHW flatten (c, h, w) where ours reads NHWC
             (h, w, c): its input rows are permuted, not just transposed.
+  TF.js     graph models (model.json + .bin shards) are no Flax module's checkpoint: ``load_tfjs``
+            interprets the graph itself (``tfjs.py``, its ops in ``tfjs_ops.py``) and checks every op
+            it needs when it loads.
 """
 
 import re
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import flax.linen as nn
 from flax import traverse_util
@@ -28,7 +31,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fairjax.models import tfjs
 from fairjax.models import vgg as vgg_lib
+
+
+def load_tfjs(path: str) -> tuple[Callable[..., dict], dict]:
+  """``(apply_fn, params)`` of the TF.js graph model whose model.json is ``path``.
+
+  ``apply_fn(params, images)`` feeds ``images`` (NHWC, as given: no preprocessing) to the graph's input
+  (a dict keyed by input name for graphs with several) and returns a dict of its outputs keyed by output
+  node name (TF.js's ``GraphModel.outputs``, e.g. ``Identity_2``) and, where model.json has a
+  signature, also by the signature's output keys. It is pure JAX and jit-able; ``params`` holds the
+  graph's float constants (the weights, dequantised as TF.js does), so a jitted ``apply_fn`` takes new
+  weights of the same shapes without recompiling. ``apply_fn.graph`` describes the inputs and outputs.
+  """
+  return tfjs.load(path)
 
 
 def _suffix_order(name: str) -> tuple[str, int]:
