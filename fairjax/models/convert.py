@@ -35,19 +35,6 @@ from fairjax.models import tfjs
 from fairjax.models import vgg as vgg_lib
 
 
-def load_tfjs(path: str) -> tuple[Callable[..., dict], dict]:
-  """``(apply_fn, params)`` of the TF.js graph model whose model.json is ``path``.
-
-  ``apply_fn(params, images)`` feeds ``images`` (NHWC, as given: no preprocessing) to the graph's input
-  (a dict keyed by input name for graphs with several) and returns a dict of its outputs keyed by output
-  node name (TF.js's ``GraphModel.outputs``, e.g. ``Identity_2``) and, where model.json has a
-  signature, also by the signature's output keys. It is pure JAX and jit-able; ``params`` holds the
-  graph's float constants (the weights, dequantised as TF.js does), so a jitted ``apply_fn`` takes new
-  weights of the same shapes without recompiling. ``apply_fn.graph`` describes the inputs and outputs.
-  """
-  return tfjs.load(path)
-
-
 def _suffix_order(name: str) -> tuple[str, int]:
   """Creation order of a Keras auto-name: ``dense`` < ``dense_1`` < ``dense_2`` < ``dense_10``."""
   match = re.fullmatch(r"(.*?)(?:_(\d+))?", name)
@@ -244,3 +231,17 @@ def load_torch_vgg(state_dict: Mapping[str, Any], model: vgg_lib.VGG16, variable
     path, array = _torch_leaf((module,), leaf, value)
     converted[path] = array
   return _overlay(variables, converted, _head_modules(model) - {head})
+
+
+def load_tfjs(path: str) -> tuple[Callable[..., dict], dict]:
+  """``(apply_fn, params)`` of the TF.js graph model whose model.json is ``path``.
+
+  ``apply_fn(params, images)`` feeds ``images`` (NHWC, as given: no preprocessing) to the graph's input
+  (a dict keyed by input name for graphs with several) and returns a dict of its outputs keyed by output
+  node name (TF.js's ``GraphModel.outputs``, e.g. ``Identity_2``) and, where model.json has a
+  signature, also by the signature's output keys. It is pure JAX and jit-able; ``params`` holds the
+  graph's float constants (the weights, dequantised as TF.js does), so a jitted ``apply_fn`` takes new
+  weights of the same shapes without recompiling. ``apply_fn.graph`` describes the inputs and outputs.
+  """
+  return tfjs.load(path)
+
