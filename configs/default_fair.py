@@ -14,6 +14,14 @@ best combination the mitigation benchmark found (``python -m experiments.mitigat
      FPRs within ``epsilon``, applied to test. The report shows test raw and post-processed side by
      side; the post-processed figures are ``test/postprocessed/gender/...`` in final_metrics.json.
 
+Measured (2-core CPU under load, seed 0; ``python -m experiments.mitigation_benchmark --task=default``
+and the validation-fitted frontier of its balanced-weights run): the default's test accuracy is 0.937
+with an equalized-odds gap by race of 0.109; balanced weights alone 0.935 and 0.092; with thresholds at
+epsilon 0.035, 0.905 and 0.047 (0.030: 0.902 / 0.043; 0.040: 0.909 / 0.051). So this config keeps the gap
+under 0.05 at 3.2 points of accuracy, a shade over the 3 points the issue allows; 0.039 meets both on
+this seed (0.908 / 0.0497), but that epsilon was read off the test split and is no rule. The standard
+model with the same thresholds reaches 0.886 at a gap of 0.050: balanced weights buy 2 points.
+
 Why this and not a constraint in training: on this task the Lagrangian constraints end on the standard
 model's own threshold frontier (they move every group's scores rather than separate the scarce group's
 faces better), gradient reversal and JLU leave race readable and the gap as it was, while thresholds
@@ -31,7 +39,7 @@ from fairjax.train import config as config_lib
 
 # configs/ is no package: configs load each other by path.
 _DEFAULT = config_lib.load_config_module(os.path.join(os.path.dirname(__file__), "default.py"))
-EPSILON = 0.03
+EPSILON = 0.035
 
 
 def get_config(arg: str = ""):
