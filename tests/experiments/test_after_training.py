@@ -130,13 +130,13 @@ def test_mitigation_benchmark_reuses_the_run_and_tabulates_post_training_methods
   bad = _benchmark("--task=default", "--smoke", "--methods=standard,dpo", f"--output_dir={tmp_path / 'bad'}")
   assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("error:")
   assert "unknown method(s) ['dpo']" in bad.stderr and not (tmp_path / "bad").exists()
-  from experiments import mitigation_benchmark as mb  # pylint: disable=g-import-not-at-top
+  from experiments import mitigations as mb  # pylint: disable=g-import-not-at-top
   with pytest.raises(ValueError, match="--seeds must be at least 1"):
     mb.benchmark("default", 0, ["standard"], str(tmp_path / "bad"), smoke=True)
 
 
 def test_benchmark_figures_and_two_level_intervals_by_hand():
-  from experiments import mitigation_benchmark as mb  # pylint: disable=g-import-not-at-top
+  from experiments import mitigations as mb  # pylint: disable=g-import-not-at-top
   p = np.array([1, 0, 1, 1, 0.5, 0.0])
   y = np.array([1, 0, 0, 1, 1, 0])
   g = np.array([0, 0, 0, 1, 1, 1])
