@@ -158,14 +158,13 @@ def test_seed000_grayscale_models_read_grayscale():
 def test_seed001_drops_children_copies_the_old_and_retrains_the_fc_layers():
   module = load("seed001_vgg_face_age")
   base = module.get_config("")
-  assert base.data.treatments == ("min_age",)
-  assert base.data.treatment_options.min_age.age == 16
+  assert base.data.treatments == () and base.data.filters.min_age.age == 16  # every split, not training only
   assert base.optimizer.trainable == "fc:2" and base.optimizer.name == "adam"
   assert (base.selection.metric, base.selection.mode) == ("validation/loss", "min")
   assert base.eval.primary_head == "age"
   for arg, factor in (("x2", 2), ("x3,smoke", 3)):
     config = module.get_config(arg)
-    assert config.data.treatments == ("min_age", "oversample_old")
+    assert config.data.treatments == ("oversample_old",) and config.data.filters.min_age.age == 16
     assert config.data.treatment_options.oversample_old.factor == factor
     assert config.data.treatment_options.oversample_old.min_age == 60
   with pytest.raises(ValueError):

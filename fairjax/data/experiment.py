@@ -23,8 +23,10 @@ configured treatments to the training plan:
            splits are kept whole (its ~5,000 test images are UTKFace's 20 % holdout)
 
 ``subset_size`` first draws that many images in proportion to ``stratify_by`` (seed 000 §6.1: 8,000) from
-the split that is cut (for 'natural', from the training split). Treatments (``treatments.names()``)
-then change only the training plan, so every evaluation split keeps its natural distribution.
+the split that is cut (for 'natural', from the training split). Filters (``filters.names()``) then keep
+the rows of the population studied in every split alike (seed 001: no one under 16). Treatments
+(``treatments.names()``) last change only the training plan, so every evaluation split keeps its natural
+distribution.
 Everything is a pure function of the config: each stage draws from (``seed``, stage).
 """
 
@@ -39,6 +41,7 @@ import pandas as pd
 from fairjax.data import augment
 from fairjax.data import datasets
 from fairjax.data import describe
+from fairjax.data import filters as filters_lib
 from fairjax.data import plans
 from fairjax.data import synthetic_faces
 from fairjax.data import treatments
@@ -92,6 +95,9 @@ def default_config() -> ml_collections.ConfigDict:
   # 'balanced': the scheme cut first, the attribute balanced and the images per class of each split.
   config.balanced = ml_collections.ConfigDict(dict(
       base="holdout", by="gender", per_class=ml_collections.ConfigDict(dict(train=1000, validation=200))))
+  # Registered row filters (``filters.names()``) applied to every split, evaluation splits included, by
+  # name with their options: filters.min_age = dict(age=16) drops the under-16s everywhere.
+  config.filters = ml_collections.ConfigDict()
   config.treatments = ()  # registered treatments applied to the training plan in order
   # Options of each treatment, by name (the registered defaults, listed so they can be overridden).
   config.treatment_options = ml_collections.ConfigDict(
@@ -256,7 +262,12 @@ def build(config) -> dict[str, DataSplit]:
   names = tuple(config.treatments)
   for name in names:
     treatments.get(name)
+  row_filters = {name: options.to_dict() if isinstance(options, ml_collections.ConfigDict) else options
+                 for name, options in config.get("filters", {}).items()}
+  filters_lib.check(row_filters)
   splits = scheme(config)
+  for name, split in splits.items():
+    split.plan = filters_lib.apply(split.plan, row_filters, name)
   train = splits["train"]
   options = {name: dict(config.treatment_options.get(name, {})) for name in names}
   train.plan = treatments.apply(train.plan, names, (config.seed, _TREATMENTS), options)

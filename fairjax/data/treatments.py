@@ -24,6 +24,7 @@ from absl import logging
 import numpy as np
 import pandas as pd
 
+from fairjax.data import filters
 from fairjax.data import plans
 from fairjax.data import rebalance as rebalance_lib
 from fairjax.data import reweighing
@@ -102,10 +103,10 @@ def stratified_kfold(frame: pd.DataFrame, k: int, by: Sequence[str] = STRATIFY_B
 
 
 def min_age(frame: pd.DataFrame, age: int = 16) -> pd.DataFrame:
-  """Rows aged ``age`` or more. Seed 001 dropped UTKFace's under-16s: sparse in both its data sets, and
-  outside its use case."""
+  """Training rows aged ``age`` or more. To drop the under-16s from every split, as seed 001 did, use the
+  ``min_age`` filter (``filters.py``); this treatment narrows the training plan alone."""
   plan = plans.as_plan(frame)
-  return plans.nonempty(plan[plan["age"] >= age], f"min_age {age}")
+  return plans.nonempty(plan[filters.min_age(plan, age)], f"min_age {age}")
 
 
 COPY_KINDS = ("repeat", "augment")

@@ -120,6 +120,30 @@ def test_treatments_change_only_the_training_plan():
   assert not experiment.build(config)["train"].plan.equals(first)
 
 
+def test_filters_narrow_every_split_before_the_treatments():
+  config = _config(treatments=("oversample_old",))
+  config.filters.min_age = dict(age=30)  # the synthetic faces are 16 to 80
+  plain, filtered = experiment.build(_config()), experiment.build(config)
+  for name in ("validation", "test"):  # evaluation splits: exactly the rows of 30 or more
+    pd.testing.assert_frame_equal(filtered[name].plan,
+                                  plain[name].plan[plain[name].plan.age >= 30].reset_index(drop=True))
+  train = plain["train"].plan
+  assert len(filtered["train"].plan) == (train.age >= 30).sum() + (train.age >= 60).sum()
+  config.treatments = ()
+  config.filters.max_age = dict(age=40)
+  both = experiment.build(config)
+  assert all(split.plan.age.between(30, 40).all() for split in both.values())
+  config.filters.min_age = dict(age=200)
+  with pytest.raises(ValueError, match=r"data.filters \(max_age, min_age\) on the 'train' split left no examples"):
+    experiment.build(config)
+  config.filters.min_age = dict(years=30)
+  with pytest.raises(ValueError, match="data.filters.min_age has no option 'years'; its options: age"):
+    experiment.build(config)
+  config.filters = {"youngest": {}}
+  with pytest.raises(ValueError, match="unknown data filter 'youngest'; known: known, max_age, min_age"):
+    experiment.build(config)
+
+
 def test_synthetic_presets_and_overrides():
   config = _config()
   config.synthetic.preset = "age_gender_spurious"
