@@ -20,7 +20,7 @@ from fairjax.train import optimizers
 
 # Sections whose keys are free-form options passed through to a registered component.
 FREE_FORM = ("model.kwargs", "objective.task_options", "objective.terms", "data.treatment_options",
-             "data.synthetic", "evaluator_options")
+             "data.filters", "data.synthetic", "evaluator_options")
 # Keys that hold a user's file or folder: made absolute where the config enters a run (``resolve_paths``).
 PATH_KEYS = ("data.manual_dir", "model.kwargs.checkpoint")
 
