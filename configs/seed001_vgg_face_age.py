@@ -38,12 +38,14 @@ Arguments (comma-separated: 'x3,smoke')
             the rest is compilation); the numbers mean nothing.
 
 What cannot be reproduced as the seed ran it, and assumptions where it is silent
-  * Pretrained weights: the seed's whole method is transfer learning from VGG-Face's IMDB-WIKI age
-    model. No VGG-Face weights can be fetched here, and the training loop has no config field to load
-    them (``fairjax.models.convert`` can read a Keras / PyTorch checkpoint, but nothing in
-    ``train_and_evaluate`` calls it). So this run retrains fc6 / fc7 / softmax on top of *randomly
-    initialised, frozen* convolutions and will not reach the seed's MAE; it reproduces the recipe
-    (data treatment, trainable layers, optimiser, selection), not the starting point.
+  * Pretrained weights: the seed's whole method is transfer learning from VGG-Face. No VGG-Face
+    weights can be fetched here, so by default this run retrains fc6 / fc7 / softmax on top of
+    *randomly initialised, frozen* convolutions and will not reach the seed's MAE: it reproduces the
+    recipe (data treatment, trainable layers, optimiser, selection), not the starting point. Given
+    serengil's ``vgg_face_weights.h5`` (the Keras file the seed's code loads), the run starts from it:
+    ``--config.model.init_from=PATH/vgg_face_weights.h5`` loads its 13 convolutions, fc6 (a 7x7
+    convolution there, a Dense layer on the same flatten here) and fc7 layer by layer, and the 101-way
+    age head (2622 identities there) keeps its fresh initialisation (``fairjax.train.init_from``).
   * Uncropped images: the seed retrained on UTKFace's "in-the-wild" uncropped photos; the data at hand
     is the aligned & cropped set, on which the seed found the transferred model much worse.
   * Under-16s: the seed removed them from the data set, so its test set holds adults only. Here the

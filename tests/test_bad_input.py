@@ -63,6 +63,8 @@ def _cases(tmp_path):
       "CelebA folder without its files": (
           main + [smoke, "--workdir=run", "--config.data.name=celeb_a", f"--config.data.manual_dir={empty}"], {},
           "CelebA files missing"),
+      "init_from that is not there": (main + [smoke, "--workdir=run", "--config.model.init_from=weights/vgg.h5"], {},
+                                      "weights/vgg.h5: no such file or folder"),
       "misspelt objective option": (
           main + [f"--config={typo}", "--workdir=run"], {},
           "objective.terms.constrained: objective term 'constrained' has no option 'epsilom'; its options: head, "

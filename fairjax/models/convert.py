@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fairjax.models import resnet as resnet_lib
 from fairjax.models import tfjs
 from fairjax.models import vgg as vgg_lib
 
@@ -245,3 +246,129 @@ def load_tfjs(path: str) -> tuple[Callable[..., dict], dict]:
   """
   return tfjs.load(path)
 
+
+
+# ------------------------------------------------------------------------- any file, for ``init_from``
+
+KERAS_SUFFIXES, TORCH_SUFFIXES, TFJS_SUFFIXES = (".h5", ".hdf5", ".keras"), (".pt", ".pth"), (".json",)
+
+
+def load_keras_by_order(path: str, model: nn.Module, variables: Mapping[str, Any],
+                        layer_names: Optional[Sequence[str]] = None) -> tuple[dict, list[str]]:
+  """``variables`` with the file's Keras layers (kernel and bias) loaded into the model's layers in order.
+
+  For models without a ``keras_layers()`` listing, whose parameter groups (in creation order: the trunk,
+  then the heads) pair one to one with the Keras layers that have weights. A kernel loads where it has
+  the element count of ours in the same layout order: serengil's VGG-Face writes fc6 as a 7x7 'valid'
+  convolution on the 7x7x512 map, [7, 7, 512, 4096], which is our Dense fc6's [25088, 4096] row for row
+  (both read the map in (h, w, c) order), and fc7 as a 1x1 convolution. A head whose shape differs (the
+  2622 identities where our head has 101 ages) keeps its fresh initialisation; any other mismatch is an
+  error. Returns the variables and a note per head left fresh.
+  """
+  theirs = read_keras_weights(path, layer_names)
+  params = dict(variables["params"])
+  ours = [name for name in call_order(model, variables)
+          if isinstance(params.get(name), Mapping) and "kernel" in params[name]]
+  heads = _head_modules(model)
+  if len(theirs) != len(ours):
+    raise ValueError(f"{path} has {len(theirs)} layers with weights ({[n for n, _ in theirs]}); the model "
+                     f"has {len(ours)} ({ours}): they pair one to one in order")
+  converted, notes = {}, []
+  for name, (keras_name, arrays) in zip(ours, theirs):
+    if len(arrays) != 2:
+      raise ValueError(f"Keras layer {keras_name!r} has {len(arrays)} weights, expected kernel and bias")
+    kernel, bias = (np.asarray(a, np.float32) for a in arrays)
+    want = params[name]["kernel"].shape
+    if kernel.size != int(np.prod(want)) or bias.shape != params[name]["bias"].shape:
+      if name in heads:
+        notes.append(f"head {name!r} keeps its fresh initialisation: {path}'s layer {keras_name!r} has "
+                     f"kernel {kernel.shape}, the head {tuple(want)}")
+        continue
+      raise ValueError(f"Keras layer {keras_name!r} (kernel {kernel.shape}, bias {bias.shape}) does not fit "
+                       f"layer {name!r} (kernel {tuple(want)}, bias {tuple(params[name]['bias'].shape)})")
+    converted[("params", name, "kernel")] = kernel.reshape(want)
+    converted[("params", name, "bias")] = bias
+  fresh = {note.split("'")[1] for note in notes}
+  return _overlay(variables, converted, fresh), notes
+
+
+def call_order(model: nn.Module, variables: Mapping[str, Any]) -> list[str]:
+  """The model's top-level layers in the order its forward pass calls them (a variables dict is sorted
+  by name, which is not the layer order: ``age`` < ``conv1_1``, ``conv10`` < ``conv2``)."""
+  order = []
+
+  def record(next_fun, args, kwargs, context):
+    path = context.module.scope.path if context.module.scope is not None else ()
+    if context.method_name == "__call__" and len(path) == 1 and path[0] not in order:
+      order.append(path[0])
+    return next_fun(*args, **kwargs)
+
+  images = jnp.zeros((1, *model.input_shape), jnp.float32)
+  with nn.intercept_methods(record):
+    jax.eval_shape(lambda v: model.apply(v, images, train=False), dict(variables))
+  return order
+
+
+def _torch_head(state_dict: Mapping[str, Any], fc_key: str, model: nn.Module,
+                variables: Mapping[str, Any]) -> Optional[str]:
+  """The head the checkpoint's classifier ``fc_key`` loads into: the model's one head of its shape, else
+  None (all heads keep their fresh initialisation)."""
+  weight = state_dict.get(f"{fc_key}.weight")
+  if weight is None or len(model.heads) != 1:
+    return None
+  head = model.heads[0].name
+  ours = variables["params"].get(head, {}).get("kernel")
+  return head if ours is not None and tuple(ours.shape) == tuple(_numpy(weight).T.shape) else None
+
+
+def load_weights(path: str, model: nn.Module, variables: Mapping[str, Any]) -> tuple[dict, list[str]]:
+  """``variables`` (initialised) with the weights of the checkpoint file at ``path``, and notes on what
+  kept its initialisation. The file's kind is read from its name:
+
+    ``.h5`` / ``.hdf5`` / ``.keras``   Keras: by ``model.keras_layers()`` where the model lists them
+                                       (seed 000's CNNs), else layer by layer in order
+                                       (``load_keras_by_order``: serengil's VGG-Face)
+    ``.pt`` / ``.pth``                 a torchvision-named state dict, for ``ResNet`` / ``VGG16`` models;
+                                       the classifier loads into the model's head where it fits
+    ``.json``                          a TF.js graph model, into a model built on one (its ``graph``
+                                       parameters, e.g. ``gear``), every weight with its shape
+  """
+  lower = path.lower()
+  if lower.endswith(KERAS_SUFFIXES):
+    if hasattr(model, "keras_layers"):
+      return load_keras_weights(path, model, variables), []
+    return load_keras_by_order(path, model, variables)
+  if lower.endswith(TORCH_SUFFIXES):
+    import torch  # pylint: disable=g-import-not-at-top  (only for this kind of file)
+    state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(model, resnet_lib.ResNet):
+      head = _torch_head(state_dict, "fc", model, variables)
+      loaded = load_torch_resnet(state_dict, model, variables, head=head)
+    elif isinstance(model, vgg_lib.VGG16):
+      head = _torch_head(state_dict, "classifier.6", model, variables)
+      loaded = load_torch_vgg(state_dict, model, variables, head=head)
+    else:
+      raise ValueError(f"{path}: a PyTorch state dict loads into a ResNet or VGG16 model, not "
+                       f"{type(model).__name__}")
+    return loaded, [] if head else [f"the heads keep their fresh initialisation ({path}'s classifier does "
+                                    "not fit them)"]
+  if lower.endswith(TFJS_SUFFIXES):
+    return load_tfjs_weights(path, variables), []
+  raise ValueError(f"{path}: cannot tell the checkpoint's kind from its name; expected a fairjax workdir, "
+                   f"{', '.join(KERAS_SUFFIXES + TORCH_SUFFIXES + TFJS_SUFFIXES)}")
+
+
+def load_tfjs_weights(path: str, variables: Mapping[str, Any], collection: str = "graph") -> dict:
+  """``variables`` whose ``params[collection]`` (a model built on a TF.js graph) are replaced by the
+  weights of the graph at ``path``: the same names and shapes, or an error naming the first difference."""
+  ours = variables["params"].get(collection)
+  if ours is None:
+    raise ValueError(f"{path} is a TF.js graph; the model has no {collection!r} parameters to load it into "
+                     "(only models built on a TF.js graph have)")
+  _, theirs = load_tfjs(path)
+  missing, extra = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
+  if missing or extra:
+    raise ValueError(f"{path} is not the model's graph: it lacks {missing[:3]} and has {extra[:3]} besides")
+  for name, value in theirs.items():
+    _check(name, ours[name].shape, value.shape)
+  return {**variables, "params": {**variables["params"], collection: dict(theirs)}}
