@@ -1,0 +1,55 @@
+"""``experiments/reproduce_seeds.py``: the table of every seed's headline, as a user runs it."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+
+from experiments import seed_headlines
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
+
+
+def test_every_row_of_the_issue_is_listed_with_a_seed_figure_and_a_source():
+  keys = [row.key for row in seed_headlines.ROWS]
+  assert len(keys) == len(set(keys))
+  for prefix in ("seed000_6.1", "seed000_6.1_curated", "seed000_6.1_curated_age_first", "seed000_6.2",
+                 "seed000_6.3", "seed000_6.4", "seed000_6.4_curated", "seed001_age", "seed001_age_x2",
+                 "seed001_age_x3", "seed001_gender_all", "seed003_male_female", "seed003_threshold", "seed004_m1"):
+    assert prefix in keys
+  for row in seed_headlines.ROWS:
+    assert bool(row.config) != bool(row.read), row.key  # trained here, or read from another experiment
+    assert row.command and row.why and row.size, row.key
+    if row.config:
+      assert row.command.startswith("python -m fairjax.main --config=configs/" + row.config), row.key
+      config = row.build_config("")  # the overrides name keys the config has
+      assert config.data.image_size == 64, row.key
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists(os.path.join(SHARED_DATA, "UTKFace.tar.gz")), reason="no UTKFace here")
+def test_a_smoke_row_is_trained_tabulated_with_its_interval_and_reused(tmp_path):
+  command = [sys.executable, "-m", "experiments.reproduce_seeds", "--smoke", "--rows=seed000_6.1",
+             f"--manual_dir={os.path.relpath(SHARED_DATA, tmp_path)}", "--output_dir=out/seeds"]
+  run = lambda: subprocess.run(command, cwd=tmp_path, env={**os.environ, "PYTHONPATH": REPO},
+                               capture_output=True, text=True, timeout=900)
+  result = run()
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(tmp_path / "out" / "seeds" / "seeds.csv") as f:
+    (row,) = list(csv.DictReader(f))
+  assert row["key"] == "seed000_6.1" and row["status"] == ""
+  assert 0 <= float(row["fairjax"]) <= 1 and float(row["wall_s"]) > 0
+  assert float(row["low"]) <= float(row["fairjax"]) <= float(row["high"])
+  assert "| 000 §6.1 | gender macro accuracy (test) | 0.826 |" in (tmp_path / "out" / "seeds" / "seeds.md").read_text()
+  again = run()
+  assert again.returncode == 0 and "seed000_6.1: finished, not trained again" in again.stdout + again.stderr
+
+
+def test_unknown_rows_are_one_error_line(tmp_path):
+  result = subprocess.run([sys.executable, "-m", "experiments.reproduce_seeds", "--rows=seed009", "--run"],
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True)
+  lines = [l for l in result.stderr.splitlines() if l.strip()]
+  assert result.returncode == 1 and lines[-1].startswith("error: --rows names unknown rows ['seed009']"), lines
