@@ -52,6 +52,9 @@ def _cases(tmp_path):
           main + [f"--config={extra_key}", "--workdir=run"], {}, "unknown config keys: train.batch_sizes"),
       "override of the wrong type": (main + [smoke, "--workdir=run", "--config.train.batch_size=abc"], {},
                                      "--config.train.batch_size=abc"),
+      "privileged group the grouping lacks": (
+          main + [smoke, "--workdir=run", "--config.eval.privileged.race=Martian"], {},
+          "config.eval.privileged.race: 'Martian' is not a race group; its groups: White, Black, Asian"),
       "override of a key the config lacks": (main + [smoke, "--workdir=run", "--config.train.batch_sizes=8"], {},
                                              "--config.train.batch_sizes: the config has no key 'batch_sizes'"),
       "missing UTKFace archive": (
@@ -128,7 +131,8 @@ def test_a_run_saved_before_the_schema_gained_a_key_is_the_same_config(tmp_path)
   config = default_config.get_config("smoke")
   config.objective.terms["constrained"] = {"epsilon": 0.05}
   saved = json.loads(config.to_json_best_effort())
-  del saved["data"]["bias"]["side_size"]  # a key the schema gained since the run
+  del saved["data"]["bias"]["side_size"]  # keys the schema gained since the run
+  del saved["eval"]["privileged"], saved["eval"]["num_resamples"]
   saved["train"]["retired_key"] = 1  # a key the schema has lost since
   # The objective as runs saved it before terms composed, with an option at its default named then.
   saved["objective"] = {"name": "constrained", "options": {"epsilon": 0.05, "balance_groups": False}}

@@ -8,6 +8,7 @@ schema's (``schema.py``).
 """
 
 import jax
+import numpy as np
 import pandas as pd
 
 from fairjax.data import schema
@@ -54,3 +55,11 @@ def group_codes(batch, grouping: str) -> jax.Array:
   """Each row's group index under ``grouping``; -1 where one of its attributes is unknown."""
   attributes = GROUPINGS[grouping]
   return groups_lib.intersect([batch[a] for a in attributes], [len(ATTRIBUTES[a]) for a in attributes])
+
+
+def group_counts(labels: pd.DataFrame, grouping: str) -> np.ndarray:
+  """Rows of each group of ``grouping`` (``[num_groups]``) in a frame of labels (a plan or a split's
+  metadata: one column per attribute); rows with an unknown attribute count nowhere. Reads labels only,
+  no image, so a whole training plan is counted in milliseconds."""
+  codes = np.asarray(group_codes({a: labels[a].to_numpy() for a in GROUPINGS[grouping]}, grouping))
+  return np.bincount(codes[codes >= 0], minlength=num_groups(grouping))

@@ -72,6 +72,8 @@ class EvalResult:
     class_names: ``view -> class names`` of every classification view.
     group_labels: ``grouping -> group names`` (index order, as ``fairjax.data.groups.group_labels``).
     warnings: every FairnessWarning raised while summarising, prefixed with ``view/grouping``.
+    intervals: ``name -> (low, high)``, a 95 % interval of some of ``metrics`` (those that were asked
+      for; NaN bounds where undefined); empty when none were.
   """
 
   metrics: dict[str, float]
@@ -80,6 +82,7 @@ class EvalResult:
   class_names: dict[str, list]
   group_labels: dict[str, list[str]]
   warnings: list[str]
+  intervals: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
 
 
 def group_labels(keys: pd.DataFrame) -> list[str]:

@@ -55,6 +55,16 @@ CURVE_METRICS = ("loss", "{h}/accuracy", "{h}/macro_f1", "{h}/mae", "{h}/{g}/equ
                  "{h}/{g}/disparate_impact_correct", "{h}/{g}/mae_gap")
 # FairnessWarnings listed in report.md per split; the rest stay in the split's summary.json.
 MAX_LISTED_WARNINGS = 20
+# How ``EvalResult.intervals`` are made (``fairjax.train.intervals``), for summary.json and report.md.
+INTERVALS_METHOD = (
+    "95 % intervals. Classification figures: percentile bootstrap of the split's rows (their confusion "
+    "counts resampled, as the audit's --n_boot; config.eval.num_resamples resamples, seed config.seed), "
+    "each figure recomputed per resample. MAE figures: a "
+    "normal approximation from the per-group sums of absolute and squared errors (mean +- 1.96 standard "
+    "errors; the gap and worst group over draws of the group MAEs), not a bootstrap: the evaluation "
+    "keeps sums, not rows; a group of one row has no standard error, so its grouping's MAE gap and "
+    "worst-group MAE read [n/a]. Gaps and worst-group figures are extremes: when groups barely differ "
+    "their interval can lie above the observed figure.")
 
 
 def split_dir(directory: str, split_name: str) -> str:
@@ -83,13 +93,15 @@ def stacked_by_group(result: report_lib.EvalResult) -> pd.DataFrame:
 
 
 def write_split(directory: str, split_name: str, result: report_lib.EvalResult,
-                primary: tuple[str, str]) -> list[str]:
+                primary: tuple[str, str], privileged: Optional[Mapping[str, Mapping]] = None) -> list[str]:
   """Writes ``DIR/report/<split>/``; returns the names of the files written there.
 
   ``summary.json`` holds the ``primary`` (view, grouping) report's summary at top level (the audit's
   keys) and any ``leakage_<attribute>`` metric, plus ``split``, ``primary``, ``metrics`` (NaN as null),
-  ``reports`` {view: {grouping: summary}}, ``warnings_all`` (every warning of the evaluation) and
-  ``skipped_files``.
+  ``intervals`` {metric: [low, high]} (``result.intervals``, null where undefined) and, when there are
+  any, ``intervals_method``; ``privileged_groups`` (``privileged``: the run's group per grouping and
+  why, {grouping: {"group", "reason"}}); ``reports`` {view: {grouping: summary}}, ``warnings_all``
+  (every warning of the evaluation) and ``skipped_files``.
   """
   if tuple(primary) not in result.reports:
     raise ValueError(f"primary {tuple(primary)} is not among the evaluated reports {sorted(result.reports)}")
@@ -129,6 +141,9 @@ def write_split(directory: str, split_name: str, result: report_lib.EvalResult,
       "split": split_name,
       "primary": {"head": primary[0], "grouping": primary[1]},
       "metrics": {k: _json_value(v) for k, v in result.metrics.items()},
+      "intervals": {k: [_json_value(low), _json_value(high)] for k, (low, high) in result.intervals.items()},
+      **({"intervals_method": INTERVALS_METHOD} if result.intervals else {}),
+      "privileged_groups": {g: dict(v) for g, v in (privileged or {}).items()},
       "reports": reports,
       "warnings_all": list(result.warnings),
       "skipped_files": skipped,
@@ -240,12 +255,15 @@ def write_markdown(
     selected_step: Optional[int],
     notes: Sequence[str] = (),
     sections: Optional[Mapping[str, Sequence[str]]] = None,
+    privileged: Optional[Mapping[str, Mapping]] = None,
 ) -> str:
   """Writes ``DIR/report/report.md`` (and ``training_curves.png``); returns the markdown's path.
 
   Links the files of each split that ``write_split`` wrote; a split it did not write, and the files it
   skipped, are listed under the warnings, with ``notes`` and every split's FairnessWarnings. ``sections``
   (title -> markdown lines, e.g. post-processing's raw-against-post table) follow the tables of all heads.
+  The headline shows each figure's interval where the result has one, and ``privileged`` (the run's
+  {grouping: {"group", "reason"}}) is said under it.
   """
   out = os.path.join(directory, REPORT_DIR)
   epath.Path(out).mkdir(parents=True, exist_ok=True)
@@ -260,6 +278,11 @@ def write_markdown(
 
   lines += [f"## Headline: `{head}` by `{grouping}`", ""]
   lines += _headline_table(split_results, primary) + [""]
+  if privileged:
+    lines += ["Privileged groups, the same in every split: "
+              + "; ".join(f"{g}: {v['group']} ({v['reason']})" for g, v in privileged.items()) + ".", ""]
+  if any(r.intervals for r in split_results.values()):
+    lines += [f"Brackets: {INTERVALS_METHOD}", ""]
   lines += ["Disparate impact (selection) is the lowest group selection rate over the highest (the 80 % "
             "rule); disparate impact (correct) takes a correct prediction as the outcome, each group's "
             "accuracy over the privileged group's, lowest ratio (seed 000 §6.1.5).", ""]
@@ -349,8 +372,20 @@ def _headline_table(split_results, primary) -> list[str]:
   for split, result in split_results.items():
     report = result.reports.get(tuple(primary))
     privileged = report.summary.get("privileged_group", "") if report is not None else ""
-    rows.append([split, *(_fmt(result.metrics.get(k)) for _, k in columns), privileged])
+    rows.append([split, *(_with_interval(result.metrics.get(k), result.intervals.get(k)) for _, k in columns),
+                 privileged])
   return markdown.table(["split", *(c for c, _ in columns), "privileged"], rows)
+
+
+def _with_interval(value, bounds) -> str:
+  """``0.937 [0.933, 0.941]``; the figure alone without ``bounds``, ``[n/a]`` for undefined bounds."""
+  text = _fmt(value)
+  if bounds is None or text == "n/a":
+    return text
+  low, high = (float(b) for b in bounds)
+  if not (math.isfinite(low) and math.isfinite(high)):
+    return f"{text} [n/a]"
+  return f"{text} [{_fmt(low)}, {_fmt(high)}]"
 
 
 def _leakage_table(split_results) -> list[str]:

@@ -15,6 +15,7 @@ import ml_collections
 
 from fairjax import paths
 from fairjax.data import experiment as data_experiment
+from fairjax.data import groups
 from fairjax.train import objectives
 from fairjax.train import optimizers
 
@@ -22,7 +23,7 @@ from fairjax.train import optimizers
 FREE_FORM = ("model.kwargs", "objective.task_options", "objective.terms", "data.treatment_options",
              "data.filters", "data.synthetic", "evaluator_options")
 # Keys that hold a user's file or folder: made absolute where the config enters a run (``resolve_paths``).
-PATH_KEYS = ("data.manual_dir", "model.kwargs.checkpoint")
+PATH_KEYS = ("data.manual_dir", "model.kwargs.checkpoint", "model.init_from")
 
 
 def load_config_module(path: str):
@@ -65,7 +66,11 @@ def base_config() -> ml_collections.ConfigDict:
   config.seed = 0
   config.data = data_experiment.default_config()
   # A registered model (fairjax.models); its input shape follows data.image_size / data.grayscale.
-  config.model = ml_collections.ConfigDict(dict(name="utk_gender_cnn", kwargs=ml_collections.ConfigDict()))
+  # ``init_from``: weights to start from instead of a fresh initialisation (fairjax.train.init_from): a
+  # fairjax workdir (its reported checkpoint), a Keras .h5, a torchvision-named .pt state dict or a TF.js
+  # model.json; heads that do not fit keep their initialisation.
+  config.model = ml_collections.ConfigDict(dict(name="utk_gender_cnn", kwargs=ml_collections.ConfigDict(),
+                                                init_from=""))
   # What training minimises (fairjax.train.objectives): a registered task loss and its options, plus
   # registered terms by name, each with its options, e.g. terms.constrained.epsilon = 0.05 and
   # terms.balanced_weights.grouping = "race". No terms: the task alone.
@@ -90,6 +95,15 @@ def base_config() -> ml_collections.ConfigDict:
       groupings=("race", "gender", "race_x_gender"),
       primary_head="gender",          # the head and grouping the report's headline is about
       primary_grouping="gender",
+      # Resamples of the count bootstrap behind the 95 % intervals of the final report's headline
+      # figures (report.md, each split's summary.json); 0 turns them off. Milliseconds to draw, about a
+      # second to compile once per run; the evaluations during training never bootstrap.
+      num_resamples=1000,
+      # The group that disparate impact is measured against, by grouping, named as
+      # groups.group_labels names it ("White", "female", "Black, female"); the same for every split of
+      # the run. Empty: the largest group of the training rows. Men by default (seed 000 §6.1.5).
+      privileged=ml_collections.ConfigDict(
+          {grouping: groups.DEFAULT_PRIVILEGED.get(grouping, "") for grouping in groups.GROUPINGS}),
   ))
   # Which checkpoint the final report evaluates: the extreme of `metric` among the checkpoints whose
   # `bound_metric` is below `bound` (seed 000 §8.2: lowest validation loss with EO gap < 0.1). An empty
@@ -148,6 +162,13 @@ def check_config(config) -> None:
       raise ValueError(f"objective.terms.{name} must hold the term's options (a ConfigDict, maybe empty), "
                        f"got {options!r}")
   objectives.check_options(config.objective)
+  for grouping, name in config.eval.privileged.items():
+    labels = groups.group_labels(grouping)
+    if name and name not in labels:
+      raise ValueError(f"config.eval.privileged.{grouping}: {name!r} is not a {grouping} group; its groups: "
+                       f"{', '.join(labels)} (or '' for the largest training group)")
+  if config.eval.num_resamples < 0:
+    raise ValueError(f"config.eval.num_resamples must be 0 (no intervals) or more, got {config.eval.num_resamples}")
 
 
 def flat_values(config) -> dict[str, Any]:

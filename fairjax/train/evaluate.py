@@ -26,9 +26,10 @@ views have two reports: the regression view under the head's name and the classi
 """
 
 import contextlib
+import functools
 import math
 import warnings
-from typing import Callable, Mapping, Optional, Sequence, Union
+from typing import Callable, Collection, Mapping, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +44,7 @@ from fairjax.metrics import regression
 from fairjax.metrics import group_report as report_lib
 from fairjax.models import forward as forward_lib
 from fairjax.models import heads as heads_lib
+from fairjax.train import intervals
 
 BINS_SUFFIX = "_bins"
 
@@ -51,6 +53,9 @@ CLASSIFICATION_DISPARITIES = (
     "equalized_odds_difference", "equal_opportunity_difference", "demographic_parity_difference",
     "disparate_impact", "disparate_impact_correct", "accuracy_gap", "worst_group_accuracy")
 REGRESSION_DISPARITIES = ("mae_gap", "worst_group_mae")
+# A head's figures over all its labelled rows, whatever the grouping (``<head>/<name>``).
+OVERALL_CLASSIFICATION = ("accuracy", "macro_accuracy", "macro_f1")
+OVERALL_REGRESSION = ("mae", "mean_signed_error")
 # Report-summary keys behind the first four (the binary task's positive class, or the macro over
 # classes of a multi-class one): ``disparate_impact`` is the audit's demographic parity ratio.
 _FROM_REPORT = {
@@ -191,6 +196,8 @@ def summarise(
     privileged: Optional[Mapping[str, Union[int, str]]] = None,
     num_resamples: int = 0,
     seed: int = 0,
+    intervals_of: Optional[Collection[tuple[str, str]]] = None,
+    report_intervals: bool = True,
 ) -> report_lib.EvalResult:
   """The figures of accumulated evaluator ``sums`` (one copy, not pmap's per-device stack).
 
@@ -209,12 +216,21 @@ def summarise(
     sums: the evaluator's sums, added over batches, as numpy or JAX arrays.
     privileged: grouping -> privileged group (index, or name as ``groups.group_labels``), over
       groups.DEFAULT_PRIVILEGED; groupings without one take the largest group.
-    num_resamples, seed: bootstrap intervals of the classification reports (see
-      ``report.classification_report``); regression reports have none, sums cannot be resampled.
+    num_resamples, seed: with ``num_resamples`` > 0, 95 % intervals of the figures of the (head,
+      grouping) pairs in ``intervals_of``: ``result.intervals`` {metric name: (low, high)} (classifiers:
+      a count bootstrap of ``num_resamples`` resamples; regressors: a normal approximation, as
+      ``fairjax.train.intervals`` explains). Tables of more than ``intervals.MAX_CELLS`` cells get none.
+    intervals_of: the (head name, grouping) pairs that get intervals; default every pair. Each new
+      table shape costs a compilation, so a run asks for its headline pair only. A head's overall
+      figures (``h/accuracy``, ``h/mae``) take their interval from its first pair.
+    report_intervals: whether those pairs' classification reports also get the audit's bootstrap
+      (``_lo`` / ``_hi`` columns of every group's rates, ``_ci`` keys; ``report.classification_report``).
+      It compiles a larger function (several CPU-seconds), so a run leaves it out.
   """
   sums = jax.tree.map(np.asarray, sums)
   privileged = {**groups.DEFAULT_PRIVILEGED, **(privileged or {})}
   result = report_lib.EvalResult(metrics={}, reports={}, confusion={}, class_names={}, group_labels={}, warnings=[])
+  wanted = (lambda head, grouping: num_resamples > 0 and (intervals_of is None or (head, grouping) in intervals_of))
   weighted_losses = []
   for spec in model.heads:
     head = sums[spec.name]
@@ -226,9 +242,11 @@ def summarise(
       weighted_losses.append(spec.loss_weight * loss)
     result.metrics[f"{spec.name}/loss"] = loss
     if is_classifier(spec):
-      _summarise_classifier(result, spec, head["confusion"], privileged, num_resamples, seed)
+      _summarise_classifier(result, spec, head["confusion"], privileged, num_resamples, seed,
+                            functools.partial(wanted, spec.name), report_intervals)
     if is_regressor(spec):
-      _summarise_regressor(result, spec, head["regression"])
+      _summarise_regressor(result, spec, head["regression"], seed if num_resamples > 0 else None,
+                           functools.partial(wanted, spec.name))
   result.metrics["loss"] = float(sum(weighted_losses)) if weighted_losses else math.nan
   for message in result.warnings:
     warnings.warn(message, report_lib.FairnessWarning, stacklevel=2)
@@ -240,11 +258,15 @@ def classifier_result(spec: heads_lib.HeadSpec, counts, *, privileged=None) -> r
   grouping: [G, C, C]}``, true x predicted): e.g. the expected counts of a post-processed rule."""
   privileged = {**groups.DEFAULT_PRIVILEGED, **(privileged or {})}
   result = report_lib.EvalResult(metrics={}, reports={}, confusion={}, class_names={}, group_labels={}, warnings=[])
-  _summarise_classifier(result, spec, jax.tree.map(np.asarray, counts), privileged, 0, 0)
+  _summarise_classifier(result, spec, jax.tree.map(np.asarray, counts), privileged, 0, 0, lambda _: False,
+                        False)
   return result
 
 
-def _summarise_classifier(result, spec, counts, privileged, num_resamples, seed) -> None:
+def _summarise_classifier(result, spec, counts, privileged, num_resamples, seed, wanted,
+                          report_intervals) -> None:
+  """Fills ``result`` with one classifying head's figures; ``wanted(grouping)``: whether that grouping's
+  figures get intervals (and with ``report_intervals``, its report the audit's)."""
   view = spec.name + BINS_SUFFIX if spec.kind == "binned" else spec.name
   names = class_names(spec)
   result.class_names[view] = names
@@ -257,10 +279,11 @@ def _summarise_classifier(result, spec, counts, privileged, num_resamples, seed)
     result.group_labels[grouping] = groups.group_labels(grouping)
     result.confusion[(view, grouping)] = grouped
     index = _privileged_index(grouping, privileged.get(grouping), grouped)
+    bootstrapped = wanted(grouping) and np.size(grouped) + np.size(counts["overall"]) <= intervals.MAX_CELLS
     with _captured(result, f"{view}/{grouping}"):
       report = report_lib.classification_report(
           grouped, group_keys=groups.group_keys(grouping), class_names=names, privileged=index,
-          num_resamples=num_resamples, seed=seed)
+          num_resamples=num_resamples if bootstrapped and report_intervals else 0, seed=seed)
       accuracy = np.asarray(confusion.group_summary(jnp.asarray(grouped))["accuracy"])
       di_correct = _disparate_impact_correct(accuracy, index, result.group_labels[grouping])
     result.reports[(view, grouping)] = report
@@ -270,9 +293,15 @@ def _summarise_classifier(result, spec, counts, privileged, num_resamples, seed)
     result.metrics[prefix + "disparate_impact_correct"] = di_correct
     result.metrics[prefix + "accuracy_gap"] = float(disparity.difference(jnp.asarray(accuracy)))
     result.metrics[prefix + "worst_group_accuracy"] = _nan_reduce(np.min, accuracy)
+    if bootstrapped:
+      found = intervals.classification_intervals(grouped, counts["overall"], index,
+                                                 num_resamples=num_resamples, seed=seed)
+      _add_intervals(result, spec.name, grouping, found, OVERALL_CLASSIFICATION)
 
 
-def _summarise_regressor(result, spec, sums) -> None:
+def _summarise_regressor(result, spec, sums, seed, wanted) -> None:
+  """Fills ``result`` with one regressing head's figures; with a ``seed``, normal-approximation
+  intervals of the groupings that ``wanted(grouping)`` names."""
   overall = regression.regression_metrics(jnp.asarray(sums["overall"]))
   if float(overall["count"]) == 0:
     result.warnings.append(f"{spec.name}: no labelled examples; its errors are NaN")
@@ -288,6 +317,19 @@ def _summarise_regressor(result, spec, sums) -> None:
     prefix = f"{spec.name}/{grouping}/"
     result.metrics[prefix + "mae_gap"] = _float(report.summary["mae_difference"])
     result.metrics[prefix + "worst_group_mae"] = _nan_reduce(np.max, report.by_group["mae"].to_numpy(float))
+    if seed is not None and wanted(grouping):
+      found = intervals.regression_intervals(grouped, sums["overall"], seed=seed)
+      _add_intervals(result, spec.name, grouping, found, OVERALL_REGRESSION)
+
+
+def _add_intervals(result, head: str, grouping: str, found: Mapping, overall: Sequence[str]) -> None:
+  """``found`` {figure: (low, high)} into ``result.intervals`` under the metric names: the head's
+  ``overall`` figures as ``<head>/<figure>`` (from its first grouping), the rest per grouping."""
+  for figure, bounds in found.items():
+    if figure in overall:
+      result.intervals.setdefault(f"{head}/{figure}", bounds)
+    else:
+      result.intervals[f"{head}/{grouping}/{figure}"] = bounds
 
 
 def regression_report_from_sums(sums, *, group_keys: pd.DataFrame) -> report_lib.GroupReport:
@@ -313,6 +355,38 @@ def regression_report_from_sums(sums, *, group_keys: pd.DataFrame) -> report_lib
   for message in summary["warnings"]:
     warnings.warn(message, report_lib.FairnessWarning, stacklevel=2)
   return report_lib.GroupReport(table, summary)
+
+
+TRAINING_LARGEST = "largest training group"
+CONFIGURED = "config"
+
+
+def run_privileged(configured: Mapping[str, str], training_rows: pd.DataFrame,
+                   groupings: Sequence[str]) -> dict[str, dict]:
+  """The privileged group of each grouping for every split of one run, and why.
+
+  Disparate impact is measured against the privileged group, so it must not change between the splits
+  of a run (the largest group of the validation split need not be the test split's). A name in
+  ``configured`` (``config.eval.privileged``, a grouping -> a name of ``groups.group_labels``; empty:
+  none) wins; otherwise the largest group of ``training_rows``, the training plan: the rows the model
+  trains on, a treatment's copies included. Counted from the plan's labels, ties to the first group.
+
+  Returns ``{grouping: {"group": name, "reason": CONFIGURED or TRAINING_LARGEST}}`` (``summarise``'s
+  ``privileged`` is ``{g: v["group"]}``). A grouping of which no training row has a known group is
+  left out: each split then takes its own largest group, as ``summarise`` does by default.
+  """
+  chosen = {}
+  for grouping in groupings:
+    name = (configured or {}).get(grouping) or ""
+    labels = groups.group_labels(grouping)
+    if name:
+      _privileged_index(grouping, name, None)  # an unknown name is an error naming the groups
+      chosen[grouping] = {"group": name, "reason": CONFIGURED}
+      continue
+    counts = groups.group_counts(training_rows, grouping)
+    if counts.sum() > 0:
+      chosen[grouping] = {"group": labels[int(np.argmax(counts))], "reason": TRAINING_LARGEST}
+  return chosen
 
 
 def _privileged_index(grouping: str, choice, counts) -> int:

@@ -81,6 +81,9 @@ class RunContext:
   workdir: str
   writes: bool
   step: int
+  # The run's privileged group by grouping (``evaluate.run_privileged``), for figures measured against
+  # it; a grouping missing takes ``evaluate.summarise``'s default.
+  privileged: Mapping[str, str] = dataclasses.field(default_factory=dict)
   _embeddings: dict = dataclasses.field(default_factory=dict, repr=False)
 
   @property

@@ -39,6 +39,7 @@ from fairjax.train import distributed
 from fairjax.train import evaluate
 from fairjax.train import evaluators as evaluators_lib
 from fairjax.train import events
+from fairjax.train import init_from
 from fairjax.train import objectives
 from fairjax.train import postprocessing
 from fairjax.train import optimizers
@@ -61,15 +62,17 @@ def build_model(config):
 
 
 def initial_state(config, model, objective, total_steps: int):
-  """The step-0 train state on the host, and its optimiser."""
+  """The step-0 train state on the host, its optimiser, and notes on where the model's weights come from
+  (``config.model.init_from``: what loaded, what kept its fresh initialisation)."""
   init_rng, objective_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed), 3)
-  variables = model_registry.init_variables(model, init_rng)
+  variables, notes = init_from.load(config.model.get("init_from", ""), model,
+                                    model_registry.init_variables(model, init_rng))
   params = {"model": variables.pop("params")}
   params.update(objective.init_params(objective_rng, params["model"]))  # e.g. an adversary head
   tx = optimizers.make_optimizer(config.optimizer, total_steps, params, model)
   state = TrainState.create(params=params, model_state=variables, tx=tx,
                             objective_state=objective.init_state(params), rng=train_rng)
-  return jax.device_get(state), tx
+  return jax.device_get(state), tx, notes
 
 
 def selection_rule(config):
@@ -123,6 +126,10 @@ class _Run:
       raise ValueError(f"config.eval.splits names {missing}; this data scheme has {sorted(splits)}")
     self.train_split = splits["train"]
     self.eval_splits = {name: splits[name] for name in config.eval.splits}
+    # One privileged group per grouping for every split and every evaluation of the run: the configured
+    # one, else the largest group of the rows it trains on.
+    self.privileged = evaluate.run_privileged(config.eval.privileged, self.train_split.plan,
+                                              tuple(config.eval.groupings))
     self.epoch_splits = _epoch_splits(config)
     self.preprocess = pipeline.Preprocess((config.data.image_size,) * 2, config.data.grayscale)
 
@@ -135,7 +142,7 @@ class _Run:
                                        self.total_steps)
     objective.set_total_steps(self.total_steps)  # a weight scheduled over the run (gradient reversal)
     objective.set_training_rows(self.train_split.plan)  # example weights from the training rows
-    self.host_state, tx = initial_state(config, self.model, objective, self.total_steps)
+    self.host_state, tx, self.init_notes = initial_state(config, self.model, objective, self.total_steps)
 
     train_step = step_lib.make_train_step(
         objective, tx, self.model.apply,
@@ -158,8 +165,9 @@ class _Run:
         selection=self.rule)
 
   def evaluate(self, state, names) -> dict:
-    """EvalResult of each split in ``names`` for the device state ``state``."""
-    results = {}
+    """The evaluator's sums (host arrays, added over every batch) of each split in ``names`` for the
+    device state ``state``; ``summarise`` turns them into figures."""
+    found = {}
     for name in names:
       total = None
       for batch in evaluators_lib.split_batches(self.config, self.preprocess, self.eval_splits[name]):
@@ -167,16 +175,28 @@ class _Run:
         total = sums if total is None else jax.tree.map(jnp.add, total, sums)
       if total is None:
         raise ValueError(f"evaluation split {name!r} is empty")
+      found[name] = self.runner.fetch(total)
+    return found
+
+  def summarise(self, sums: dict, intervals: bool = False) -> dict:
+    """EvalResult of each split's ``sums``, against the run's privileged groups; ``intervals``: with
+    ``config.eval.num_resamples`` intervals of the headline (primary head and grouping) figures."""
+    results = {}
+    for name, split_sums in sums.items():
       with warnings.catch_warnings():  # undefined figures are collected in the result, and reported
         warnings.simplefilter("ignore", report_lib.FairnessWarning)
-        results[name] = evaluate.summarise(self.model, self.runner.fetch(total))
+        results[name] = evaluate.summarise(
+            self.model, split_sums, privileged={g: v["group"] for g, v in self.privileged.items()},
+            num_resamples=self.config.eval.num_resamples if intervals else 0, seed=self.config.seed,
+            intervals_of={self.primary}, report_intervals=False)
     return results
 
   def context(self, state, step: int) -> evaluators_lib.RunContext:
     """The evaluators' view of this run at the device state ``state`` of checkpoint ``step``."""
     return evaluators_lib.RunContext(
         config=self.config, model=self.model, state=state, runner=self.runner, splits=self.eval_splits,
-        preprocess=self.preprocess, workdir=self.workdir, writes=self.chief, step=step)
+        preprocess=self.preprocess, workdir=self.workdir, writes=self.chief, step=step,
+        privileged={g: v["group"] for g, v in self.privileged.items()})
 
   def restore(self, step: int):
     state, position = self.checkpointer.restore(step, self.host_state)
@@ -283,8 +303,11 @@ def train_and_evaluate(config, workdir) -> dict:
   bar = progress.ProgressBar(run.total_steps, start, run.batch_size, show=run.chief)
   if start:  # a restart after a kill or a preemption says where it picks up
     bar.write(f"resuming from the checkpoint of step {start} of {run.total_steps}")
+  else:
+    for note in run.init_notes:
+      bar.write(f"model.init_from: {note}")
   log_every = config.train.log_every_steps
-  last_results, window, pending = None, [], None
+  last_sums, window, pending = None, [], None
   try:
     step = start
     for batch in pipeline.train_batches(
@@ -312,8 +335,8 @@ def train_and_evaluate(config, workdir) -> dict:
       else:
         bar.update(step)
       if epoch_end:
-        last_results = run.evaluate(state, run.epoch_splits)
-        flat = _flatten(last_results)
+        last_sums = run.evaluate(state, run.epoch_splits)
+        flat = _flatten(run.summarise(last_sums))
         writer.write_scalars(step, flat)
         history.add(step, step * run.batch_size / run.num_rows, flat)
         run.checkpointer.save(step, run.runner.get_state(state), {"batch": step}, metrics=flat, force=True)
@@ -327,7 +350,7 @@ def train_and_evaluate(config, workdir) -> dict:
     if pending is not None:
       _check_finite(pending[0], run.runner.fetch(pending[1]))
     run.checkpointer.wait()
-    return _final_report(run, state, last_results, history, writer)
+    return _final_report(run, state, last_sums, history, writer)
   finally:
     bar.close()
     writer.close()
@@ -367,20 +390,22 @@ def _export(run, params) -> str:
   return target
 
 
-def _final_report(run, state, last_results, history, writer) -> dict:
-  """Evaluates the selected checkpoint (or the last) and writes ``workdir/report/``."""
-  notes = []
+def _final_report(run, state, last_sums, history, writer) -> dict:
+  """Evaluates the selected checkpoint (or the last) and writes ``workdir/report/``. ``last_sums``: the
+  last epoch's evaluation sums, reused when that epoch's checkpoint is the selected one."""
+  notes = [f"model.init_from: {note}" for note in run.init_notes]
   selected = run.total_steps
   if run.rule is not None:
     best = run.checkpointer.best_step()
     if best is None:
       notes.append(f"No checkpoint met the selection rule ({run.rule}); the report describes the last.")
     elif best != run.total_steps:
-      selected, last_results = best, None
+      selected, last_sums = best, None
       state = run.runner.put_state(run.restore(best))
-  results = dict(last_results or {})
-  results.update(run.evaluate(state, [name for name in run.eval_splits if name not in results]))
-  results = {name: results[name] for name in run.eval_splits}  # in the config's order
+  sums = dict(last_sums or {})
+  sums.update(run.evaluate(state, [name for name in run.eval_splits if name not in sums]))
+  # in the config's order, with the headline's intervals
+  results = run.summarise({name: sums[name] for name in run.eval_splits}, intervals=True)
   found = evaluators_lib.run_evaluators(run.context(state, selected), run.config.evaluators,
                                        run.config.evaluator_options)
   for name, metrics in found.metrics.items():
@@ -399,7 +424,7 @@ def _final_report(run, state, last_results, history, writer) -> dict:
                  "image processor): `python -m fairjax.clip --checkpoint=...` audits it zero-shot.")
   if run.chief:
     for name, result in results.items():
-      run_report.write_split(run.workdir, name, result, primary=run.primary)
+      run_report.write_split(run.workdir, name, result, primary=run.primary, privileged=run.privileged)
   if run.train_split.skipped:
     notes.append(f"{len(run.train_split.skipped)} files of the data set were skipped as unusable "
                  f"(first: {run.train_split.skipped[0]['file']}: {run.train_split.skipped[0]['reason']})")
@@ -408,7 +433,7 @@ def _final_report(run, state, last_results, history, writer) -> dict:
     run_report.write_markdown(
         run.workdir, config_summary=_config_summary(run.config),
         history=history.records, split_results=results, primary=run.primary, selected_step=selected,
-        notes=notes, sections=sections)
+        notes=notes, sections=sections, privileged=run.privileged)
     (paths.resolve(run.workdir) / "report" / "final_metrics.json").write_text(json.dumps(
         {"selected_step": selected, **{k: v if np.isfinite(v) else None for k, v in flat.items()}}, indent=2))
   writer.write_scalars(run.total_steps, {f"final/{k}": v for k, v in flat.items()})
@@ -430,4 +455,5 @@ def _config_summary(config) -> dict:
                     + (f" with {config.selection.bound_metric} < {config.selection.bound}"
                        if config.selection.bound_metric else "")) if config.selection.metric else "last",
       "seed": config.seed,
+      "bootstrap_resamples": config.eval.num_resamples,
   }

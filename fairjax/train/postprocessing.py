@@ -87,7 +87,8 @@ def postprocess(context: evaluators.RunContext, *, constraint: str, epsilon: flo
   for name, split_rows in rows.items():
     p_post = predictor.probabilities(split_rows["score"], split_rows["group"])
     counts = soft_counts(p_post, jnp.asarray(split_rows["label"]), jnp.asarray(split_rows["group"]), len(labels))
-    result = evaluate.classifier_result(spec, {"overall": counts.sum(0), grouping: counts})
+    result = evaluate.classifier_result(spec, {"overall": counts.sum(0), grouping: counts},
+                                        privileged=context.privileged)
     found.metrics[name] = {PREFIX + key: value for key, value in result.metrics.items()}
   if context.writes:
     path = os.path.join(context.workdir, run_report.REPORT_DIR, FOLDER, "thresholds.json")

@@ -36,13 +36,13 @@ class Tiny(nn.Module):
     return {"embedding": h, **heads_lib.head_outputs(self.heads, h, train)}
 
 
-def _quiet_summarise(model, sums):
+def _quiet_summarise(model, sums, **kwargs):
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", report_lib.FairnessWarning)
-    return evaluate.summarise(model, sums)
+    return evaluate.summarise(model, sums, **kwargs)
 
 
-def _evaluated(seed=0, size=64):
+def _evaluated(seed=0, size=64, **kwargs):
   """An EvalResult of an untrained Tiny model (gender, race, age, 25 age bins) on random rows."""
   heads = (HeadSpec("gender", "binary"), HeadSpec("race", "multiclass", num_outputs=5),
            HeadSpec("age", "regression"), heads_lib.binned_head("age_fine", 0, 100, 4, label_key="age"))
@@ -57,7 +57,7 @@ def _evaluated(seed=0, size=64):
   state = TrainState.create(params={"model": params}, model_state={}, tx=optax.sgd(0.1), objective_state={},
                             rng=jax.random.key(0))
   sums = evaluate.make_evaluator(model, images_fn=lambda b: b["image"])(state, batch, model.apply)
-  return _quiet_summarise(model, sums)
+  return _quiet_summarise(model, sums, **kwargs)
 
 
 def _no_nan_json(path):
@@ -203,3 +203,54 @@ def test_multiclass_primary_table_averages_one_vs_rest_rates(tmp_path):
   expected_fpr = np.nanmean(report.by_group[report.by_group["gender"] == "male"]["fpr"].to_numpy(float))
   assert row == (f"| male | {male['count']:g} | {male['accuracy']:.3f} | {male['macro_accuracy']:.3f} | "
                  f"{expected_fpr:.3f} | {male['macro_f1']:.3f} |")
+
+
+# The run's choice, as loop._Run makes it (evaluate.run_privileged).
+PRIVILEGED = {"race": {"group": "White", "reason": evaluate.TRAINING_LARGEST},
+              "gender": {"group": "male", "reason": evaluate.CONFIGURED}}
+
+
+@pytest.mark.parametrize("primary", [("gender", "race"), ("age", "race")])
+def test_headline_figures_carry_their_intervals_in_markdown_and_summary_json(primary, tmp_path):
+  results = {split: _evaluated(seed=seed, size=200, num_resamples=200, intervals_of={primary},
+                               report_intervals=False, privileged={"race": "White"})
+             for split, seed in (("validation", 5), ("test", 6))}
+  for split, result in results.items():
+    run_report.write_split(str(tmp_path), split, result, primary, privileged=PRIVILEGED)
+  text = open(run_report.write_markdown(str(tmp_path), config_summary={}, history=_history(),
+                                        split_results=results, primary=primary, selected_step=None,
+                                        privileged=PRIVILEGED)).read()
+  head = primary[0]
+  names = ([f"{head}/mae", f"{head}/race/mae_gap", f"{head}/race/worst_group_mae"] if head == "age" else
+           [f"{head}/accuracy", f"{head}/macro_f1"] + [f"{head}/race/{d}" for d in (
+               "equalized_odds_difference", "equal_opportunity_difference", "accuracy_gap", "disparate_impact",
+               "disparate_impact_correct", "worst_group_accuracy")])
+  for split, result in results.items():
+    row = next(line for line in text.splitlines() if line.startswith(f"| {split} | "))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    expected = []
+    for name in names:
+      low, high = result.intervals[name]
+      expected.append(f"{result.metrics[name]:.3f} [{low:.3f}, {high:.3f}]")
+    assert cells == [split, *expected, "" if head == "age" else "race=White"], row  # MAE: no privileged group
+    summary = _no_nan_json(tmp_path / "report" / split / "summary.json")
+    assert set(summary["intervals"]) == set(result.intervals) >= set(names)
+    for name in names:
+      assert summary["intervals"][name] == pytest.approx(list(result.intervals[name]), rel=1e-6)
+    assert "normal approximation" in summary["intervals_method"]
+    assert summary["privileged_groups"] == PRIVILEGED
+  assert ("Privileged groups, the same in every split: race: White (largest training group); "
+          "gender: male (config).") in text
+  assert "Brackets: 95 % intervals." in text
+
+
+def test_without_intervals_the_headline_shows_the_figures_alone(tmp_path):
+  result = _evaluated(seed=5)
+  run_report.write_split(str(tmp_path), "validation", result, PRIMARY)
+  text = open(run_report.write_markdown(str(tmp_path), config_summary={}, history=[],
+                                        split_results={"validation": result}, primary=PRIMARY,
+                                        selected_step=None)).read()
+  row = next(line for line in text.splitlines() if line.startswith("| validation | "))
+  assert "[" not in row and "Brackets" not in text and "Privileged groups" not in text
+  summary = _no_nan_json(tmp_path / "report" / "validation" / "summary.json")
+  assert summary["intervals"] == {} and "intervals_method" not in summary

@@ -427,3 +427,38 @@ def test_a_multilabel_head_read_through_class_groups_reports_as_a_classifier():
   by_race = result.reports[("gender", "race")].by_group.set_index("race")
   assert by_race.loc["White", "fpr"] == pytest.approx(0.0)  # female the positive class: men called women
   assert by_race.loc["Black", "fpr"] == pytest.approx(1.0)
+
+
+def test_a_runs_privileged_groups_are_configured_or_the_largest_training_groups():
+  # Training rows: White the largest race, women the largest gender, Black women the largest pair.
+  plan = pd.DataFrame({"race": [1, 1, 1, 0, 0, 0, 0, 2, -1],
+                       "gender": [1, 1, 1, 0, 0, 1, -1, 0, 1],
+                       "age": [30] * 9})
+  np.testing.assert_array_equal(groups.group_counts(plan, "race"), [4, 3, 1, 0, 0])
+  np.testing.assert_array_equal(groups.group_counts(plan, "race_x_gender"), [2, 1, 0, 3, 1, 0, 0, 0, 0, 0])
+  chosen = evaluate.run_privileged({"gender": "male", "race": ""}, plan, groups.DEFAULT_GROUPINGS)
+  assert chosen == {"race": {"group": "White", "reason": evaluate.TRAINING_LARGEST},
+                    "gender": {"group": "male", "reason": evaluate.CONFIGURED},
+                    "race_x_gender": {"group": "Black, female", "reason": evaluate.TRAINING_LARGEST}}
+  assert evaluate.run_privileged({}, plan, ("gender",))["gender"]["group"] == "female"
+  with pytest.raises(ValueError, match="'Martian' is not a race group"):
+    evaluate.run_privileged({"race": "Martian"}, plan, ("race",))
+  # No training row of known race: each split takes its own largest group, as summarise does.
+  assert evaluate.run_privileged({}, plan.assign(race=-1), ("race", "gender")).keys() == {"gender"}
+
+
+def test_every_split_is_measured_against_the_runs_privileged_group():
+  """Summaries of splits whose largest groups differ name the one group the run chose."""
+  validation, test = _hand_sums(), _hand_sums()
+  race = test["gender"]["confusion"]["race"]
+  race[[0, 2]] = race[[2, 0]]  # the test split's largest race is Asian, validation's White
+  privileged = {"race": "White"}
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", report_lib.FairnessWarning)
+    chosen = [evaluate.summarise(_gender_model(), sums, privileged=privileged) for sums in (validation, test)]
+    per_split = evaluate.summarise(_gender_model(), test)
+  assert per_split.reports[("gender", "race")].summary["privileged_group"] == "race=Asian"
+  for result in chosen:
+    assert result.reports[("gender", "race")].summary["privileged_group"] == "race=White"
+  # The test split's White rows are Asian's old ones (accuracy 1): seed 000's DI against them.
+  assert chosen[1].metrics["gender/race/disparate_impact_correct"] == pytest.approx(0.7, rel=1e-5)

@@ -10,7 +10,10 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import default as default_config
+from fairjax.data import experiment as data_experiment
+from fairjax.data import groups
 from fairjax.train import config as config_lib
+from fairjax.train import evaluate
 from fairjax.train import loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -37,14 +40,32 @@ def _flat(tree, prefix=""):
 
 def test_smoke_run_writes_config_checkpoints_events_and_report(tmp_path):
   config = _tiny(default_config.get_config("smoke"))
+  config.eval.privileged.race_x_gender = "Black, female"
   final = loop.train_and_evaluate(config, str(tmp_path))
   assert os.path.exists(tmp_path / "config.json")
   assert glob.glob(str(tmp_path / "events.out.tfevents.*")), "no TensorBoard events"
   assert os.path.exists(tmp_path / "report" / "report.md")
+  # One privileged group per grouping for the whole run: the configured one, else the training split's
+  # largest, although the test split's own largest race is another.
+  splits = data_experiment.build(config.data)
+  largest = lambda split: groups.group_labels("race")[int(np.argmax(groups.group_counts(splits[split].plan, "race")))]
+  assert largest("test") != largest("train")
+  expected = {"race": {"group": largest("train"), "reason": "largest training group"},
+              "gender": {"group": "male", "reason": "config"},
+              "race_x_gender": {"group": "Black, female", "reason": "config"}}
   for split in ("validation", "test"):
     assert os.path.exists(tmp_path / "report" / split / "by_group.csv")
     summary = json.loads((tmp_path / "report" / split / "summary.json").read_text())
-    assert summary
+    assert summary["privileged_groups"] == expected
+    assert summary["privileged_group"] == f"race={largest('train')}"  # the headline's, gender by race
+    assert summary["reports"]["gender"]["race_x_gender"]["privileged_group"] == "race=Black, gender=female"
+    assert summary["reports"]["gender"]["gender"]["privileged_group"] == "gender=male"
+    low, high = summary["intervals"]["gender/race/worst_group_accuracy"]
+    assert low <= summary["metrics"]["gender/race/worst_group_accuracy"] <= high
+    assert {f"gender/race/{name}" for name in evaluate.CLASSIFICATION_DISPARITIES} <= set(summary["intervals"])
+  report = (tmp_path / "report" / "report.md").read_text()
+  assert f"race: {largest('train')} (largest training group); gender: male (config)" in report
+  assert f"{final['test/gender/accuracy']:.3f} [" in report
   history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
   assert any("train/loss" in r for r in history) and any("validation/loss" in r for r in history)
   # The default evaluates its test split once, at the end (eval.final_only_splits): never in the history.
@@ -160,4 +181,20 @@ def test_unknown_config_keys_are_named():
     config.optimizer.learnin_rate = 1e-3
     config.trian = 3
   with pytest.raises(ValueError, match="optimizer.learnin_rate, trian|trian, optimizer.learnin_rate"):
+    config_lib.check_config(config)
+
+
+def test_a_privileged_group_the_grouping_lacks_is_one_error_naming_the_groups():
+  config = default_config.get_config("smoke")
+  config.eval.privileged.race = "Martian"
+  with pytest.raises(ValueError) as raised:
+    config_lib.check_config(config)
+  message = str(raised.value)
+  assert "\n" not in message
+  assert message.startswith("config.eval.privileged.race: 'Martian' is not a race group; its groups: White, Black")
+  config.eval.privileged.race = "Black"
+  config_lib.check_config(config)
+  with config.unlocked():
+    config.eval.privileged.age = "old"
+  with pytest.raises(ValueError, match="unknown config keys: eval.privileged.age"):
     config_lib.check_config(config)
