@@ -136,13 +136,19 @@ class _Run:
     self.batch_size = config.train.batch_size
     self.num_rows = len(self.train_split.plan)
     self.total_steps = pipeline.num_train_batches(self.num_rows, self.batch_size, config.train.num_epochs)
-    if self.total_steps == 0:
+    if config.train.num_epochs < 0:
+      raise ValueError(f"config.train.num_epochs must be 0 or more, got {config.train.num_epochs}")
+    # num_epochs = 0 trains nothing: the report audits the starting weights (a pretrained model, or the
+    # weights model.init_from names), as fairjax.main audits any trained model.
+    self.evaluate_only = config.train.num_epochs == 0
+    if self.total_steps == 0 and not self.evaluate_only:
       raise ValueError(f"{self.num_rows} training rows make no batch of {self.batch_size}")
     self.epoch_ends = _epoch_end_steps(self.num_rows, self.batch_size, config.train.num_epochs,
                                        self.total_steps)
-    objective.set_total_steps(self.total_steps)  # a weight scheduled over the run (gradient reversal)
+    steps = max(self.total_steps, 1)  # schedules need a length even where nothing trains
+    objective.set_total_steps(steps)  # a weight scheduled over the run (gradient reversal)
     objective.set_training_rows(self.train_split.plan)  # example weights from the training rows
-    self.host_state, tx, self.init_notes = initial_state(config, self.model, objective, self.total_steps)
+    self.host_state, tx, self.init_notes = initial_state(config, self.model, objective, steps)
 
     train_step = step_lib.make_train_step(
         objective, tx, self.model.apply,
@@ -310,11 +316,12 @@ def train_and_evaluate(config, workdir) -> dict:
   last_sums, window, pending = None, [], None
   try:
     step = start
-    for batch in pipeline.train_batches(
+    batches = () if run.evaluate_only else pipeline.train_batches(
         run.train_split.source, global_batch_size=run.batch_size, seed=config.seed,
         num_epochs=config.train.num_epochs, preprocess=run.preprocess, plan=run.train_split.plan,
         start_batch=start, process_index=jax.process_index(), process_count=jax.process_count(),
-        num_threads=config.train.input_threads, text=run.text):
+        num_threads=config.train.input_threads, text=run.text)
+    for batch in batches:
       state, metrics = run.runner.train_step(state, batch)
       step += 1
       # Read the previous step's metrics while this one runs: the check costs no pipeline stall.
@@ -349,6 +356,8 @@ def train_and_evaluate(config, workdir) -> dict:
         run.checkpointer.save(step, run.runner.get_state(state), {"batch": step})
     if pending is not None:
       _check_finite(pending[0], run.runner.fetch(pending[1]))
+    if run.evaluate_only:  # the audited weights, kept as the run's one checkpoint for later evaluators
+      run.checkpointer.save(0, run.runner.get_state(state), {"batch": 0}, force=True)
     run.checkpointer.wait()
     return _final_report(run, state, last_sums, history, writer)
   finally:
@@ -395,7 +404,9 @@ def _final_report(run, state, last_sums, history, writer) -> dict:
   last epoch's evaluation sums, reused when that epoch's checkpoint is the selected one."""
   notes = [f"model.init_from: {note}" for note in run.init_notes]
   selected = run.total_steps
-  if run.rule is not None:
+  if run.evaluate_only:
+    notes.append("Not trained (train.num_epochs = 0): the report audits the starting weights.")
+  elif run.rule is not None:
     best = run.checkpointer.best_step()
     if best is None:
       notes.append(f"No checkpoint met the selection rule ({run.rule}); the report describes the last.")

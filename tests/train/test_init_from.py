@@ -1,5 +1,6 @@
 """``config.model.init_from``: a run starts from a fairjax workdir, a Keras .h5 or a torchvision state dict."""
 
+import json
 import os
 import subprocess
 import sys
@@ -130,14 +131,20 @@ def test_a_torchvision_state_dict_file_loads_with_its_classifier_where_it_fits(t
 
 
 @pytest.mark.slow
-def test_the_command_as_typed_starts_from_a_relative_workdir(source_run, tmp_path):
+def test_the_command_as_typed_audits_a_relative_workdir_s_weights_without_training(source_run, tmp_path):
+  """``train.num_epochs=0``: the report of the starting weights, here the source run's reported ones, so its
+  figures are the source report's."""
   workdir, _ = source_run
   os.symlink(workdir, tmp_path / "source")
   result = subprocess.run(
-      [sys.executable, "-m", "fairjax.main", f"--config={REPO}/configs/default.py:smoke", "--workdir=out/tuned",
-       "--config.model.init_from=source", "--config.train.num_epochs=1"],
+      [sys.executable, "-m", "fairjax.main", f"--config={REPO}/configs/default.py:smoke", "--workdir=out/audit",
+       "--config.model.init_from=source", "--config.train.num_epochs=0"],
       cwd=tmp_path, env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"model.init_from: started from {tmp_path / 'source'}, checkpoint of step" in result.stdout + result.stderr
-  report = (tmp_path / "out" / "tuned" / "report" / "report.md").read_text()
-  assert "model.init_from: started from" in report
+  report = tmp_path / "out" / "audit" / "report"
+  text = (report / "report.md").read_text()
+  assert "model.init_from: started from" in text and "Not trained (train.num_epochs = 0)" in text
+  ours, theirs = (json.loads((folder / "final_metrics.json").read_text()) for folder in (report, workdir / "report"))
+  for key in ("test/gender/accuracy", "test/gender/race/equalized_odds_difference", "validation/loss"):
+    assert ours[key] == pytest.approx(theirs[key], abs=1e-6), key
