@@ -359,16 +359,20 @@ def load_weights(path: str, model: nn.Module, variables: Mapping[str, Any]) -> t
 
 
 def load_tfjs_weights(path: str, variables: Mapping[str, Any], collection: str = "graph") -> dict:
-  """``variables`` whose ``params[collection]`` (a model built on a TF.js graph) are replaced by the
-  weights of the graph at ``path``: the same names and shapes, or an error naming the first difference."""
+  """``variables`` whose ``params[collection]`` (a model built on a TF.js graph, ``pretrained_tfjs``: one
+  parameter per graph constant, by ``pretrained_tfjs.param_key``'s name) are replaced by the weights of
+  the graph at ``path``: the same names and shapes, or an error naming the first difference. A model
+  fine-tuned elsewhere and exported to TF.js, say, starts from its own weights."""
+  from fairjax.models import pretrained_tfjs  # pylint: disable=g-import-not-at-top  (registers models)
   ours = variables["params"].get(collection)
   if ours is None:
     raise ValueError(f"{path} is a TF.js graph; the model has no {collection!r} parameters to load it into "
                      "(only models built on a TF.js graph have)")
-  _, theirs = load_tfjs(path)
+  _, graph = load_tfjs(path)
+  theirs = {pretrained_tfjs.param_key(name): value for name, value in graph.items()}
   missing, extra = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
   if missing or extra:
     raise ValueError(f"{path} is not the model's graph: it lacks {missing[:3]} and has {extra[:3]} besides")
   for name, value in theirs.items():
     _check(name, ours[name].shape, value.shape)
-  return {**variables, "params": {**variables["params"], collection: dict(theirs)}}
+  return {**variables, "params": {**variables["params"], collection: {k: jnp.asarray(v) for k, v in theirs.items()}}}

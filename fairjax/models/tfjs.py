@@ -40,7 +40,7 @@ face_classification models are not affected). Compile such models with
 import base64
 import json
 import os
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax.numpy as jnp
 import numpy as np
@@ -136,7 +136,7 @@ def _tensor_attr(node: tfjs_ops.Node) -> np.ndarray:
 class Graph:
   """A TF.js graph model read from disk: its nodes in an order that runs, inputs, outputs and constants."""
 
-  def __init__(self, path: str):
+  def __init__(self, path: str, extra_outputs: Sequence[str] = ()):
     with open(path) as f:
       model_json = json.load(f)
     if "modelTopology" not in model_json or "node" not in model_json["modelTopology"]:
@@ -154,6 +154,10 @@ class Graph:
     if not self.inputs:
       self.inputs = {n.name: n for n in placeholders}
     self.outputs = self._outputs()
+    for reference in extra_outputs:  # intermediate tensors asked for by name ('node' or 'node:1')
+      name, index = _reference(reference)
+      self._node(name, "extra output")
+      self.outputs[_key(name, index)] = (name, index)
     self.order = self._order()
     self.constants = {}
     for node in self.order:
@@ -279,9 +283,13 @@ def _tf_dtype(value):
   return value
 
 
-def load(path: str) -> tuple[Callable[..., dict], dict[str, jnp.ndarray]]:
-  """``(apply_fn, params)`` of the TF.js graph model at ``path`` (its model.json); see the module doc."""
-  graph = Graph(path)
+def load(path: str, extra_outputs: Sequence[str] = ()) -> tuple[Callable[..., dict], dict[str, jnp.ndarray]]:
+  """``(apply_fn, params)`` of the TF.js graph model at ``path`` (its model.json); see the module doc.
+
+  ``extra_outputs`` names intermediate tensors (``'node'`` or ``'node:1'``) that ``apply_fn`` returns as
+  well, keyed as given: a penultimate layer read as an embedding.
+  """
+  graph = Graph(path, extra_outputs)
 
   def apply_fn(params: Mapping[str, Any], images) -> dict[str, jnp.ndarray]:
     return graph(params, images)

@@ -11,10 +11,12 @@ from tests.models import util
 
 EXPECTED = ("aghav_age_gender_cnn", "clip_zero_shot", "jlu_cnn", "resnet18", "se_resnet101", "tripathi_gender_cnn",
             "utk_demographic_cnn", "utk_gender_cnn", "vgg16", "vgg_face", "vgg_face_age", "vgg_face_gender")
+# TF.js graphs of files fetched once (tests/models/test_pretrained_tfjs.py checks their contract).
+PRETRAINED = ("face_classification_gender", "gear", "ssrnet_age", "ssrnet_gender_imdb")
 
 
 def test_list_models():
-  assert models.list_models() == EXPECTED
+  assert models.list_models() == tuple(sorted(EXPECTED + PRETRAINED))
 
 
 def test_unknown_name_lists_the_known_ones():

