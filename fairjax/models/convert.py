@@ -152,7 +152,8 @@ def _overlay(variables: Mapping[str, Any], converted: dict, skip_modules: set) -
   return traverse_util.unflatten_dict(flat)
 
 
-def _head_modules(model: nn.Module) -> set:
+def head_modules(model: nn.Module) -> set:
+  """The parameter groups of the model's heads (their output and hidden layers)."""
   return {s.name for s in model.heads} | {f"{s.name}_fc{i + 1}" for s in model.heads
                                           for i in range(len(s.hidden))}
 
@@ -195,7 +196,7 @@ def load_torch_resnet(state_dict: Mapping[str, Any], model: nn.Module, variables
     entry = _torch_leaf(tuple(module), leaf, _numpy(value))
     if entry is not None:
       converted[entry[0]] = entry[1]
-  return _overlay(variables, converted, _head_modules(model) - {head})
+  return _overlay(variables, converted, head_modules(model) - {head})
 
 
 def _vgg_feature_names() -> dict[int, str]:
@@ -231,7 +232,7 @@ def load_torch_vgg(state_dict: Mapping[str, Any], model: vgg_lib.VGG16, variable
       value = value.reshape(-1, channels, side, side).transpose(0, 2, 3, 1).reshape(value.shape[0], -1)
     path, array = _torch_leaf((module,), leaf, value)
     converted[path] = array
-  return _overlay(variables, converted, _head_modules(model) - {head})
+  return _overlay(variables, converted, head_modules(model) - {head})
 
 
 def load_tfjs(path: str) -> tuple[Callable[..., dict], dict]:
@@ -269,7 +270,7 @@ def load_keras_by_order(path: str, model: nn.Module, variables: Mapping[str, Any
   params = dict(variables["params"])
   ours = [name for name in call_order(model, variables)
           if isinstance(params.get(name), Mapping) and "kernel" in params[name]]
-  heads = _head_modules(model)
+  heads = head_modules(model)
   if len(theirs) != len(ours):
     raise ValueError(f"{path} has {len(theirs)} layers with weights ({[n for n, _ in theirs]}); the model "
                      f"has {len(ours)} ({ours}): they pair one to one in order")

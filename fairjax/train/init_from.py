@@ -84,11 +84,6 @@ def _overlay_matching(variables: Mapping[str, Any], source: Mapping[str, Any], h
   return traverse_util.unflatten_dict(flat), notes
 
 
-def head_modules(model: nn.Module) -> set:
-  """The parameter groups of the model's heads (their output and hidden layers)."""
-  return {s.name for s in model.heads} | {f"{s.name}_fc{i + 1}" for s in model.heads for i in range(len(s.hidden))}
-
-
 def load(init_from: str, model: nn.Module, variables: Mapping[str, Any]) -> tuple[dict, list[str]]:
   """``variables`` (the model's fresh ones) with the weights ``init_from`` names, and notes on what stayed
   fresh; ``init_from`` empty returns them unchanged."""
@@ -102,7 +97,7 @@ def load(init_from: str, model: nn.Module, variables: Mapping[str, Any]) -> tupl
       raise ValueError(f"model.init_from={init_from}: a folder must be a fairjax workdir (config.json and "
                        "checkpoints/); for a checkpoint file name the file")
     source, step = _workdir_variables(path)
-    loaded, notes = _overlay_matching(variables, source, head_modules(model), init_from)
+    loaded, notes = _overlay_matching(variables, source, convert.head_modules(model), init_from)
     return loaded, [f"started from {init_from}, checkpoint of step {step}"] + notes
   if paths.is_remote(path):
     raise ValueError(f"model.init_from={init_from}: checkpoint files are read from local disk (a remote "
