@@ -95,4 +95,5 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.optimizer.warmup_steps = 2
     config.train.update(batch_size=32, num_epochs=1, log_every_steps=4, checkpoint_every_steps=100)
     config.eval.batch_size = 64
+    config_lib.smoke_evaluation(config)
   return config

@@ -58,6 +58,7 @@ def get_config(arg: str = ""):
     config.data.image_size = 32
     config.train.update(batch_size=32, num_epochs=2, log_every_steps=4, checkpoint_every_steps=4)
     config.eval.batch_size = 64
+    config_lib.smoke_evaluation(config)
   elif arg:
     raise ValueError(f"configs/default.py takes '' or 'smoke', got {arg!r}")
   return config

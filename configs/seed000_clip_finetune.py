@@ -130,4 +130,5 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.data.balanced.per_class.update(train=32, validation=16)
     config.train.update(batch_size=16, num_epochs=1, log_every_steps=2)
     config.eval.batch_size = 32
+    config_lib.smoke_evaluation(config)
   return config

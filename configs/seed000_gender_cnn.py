@@ -169,3 +169,4 @@ def smoke(config, image_size: int = 32) -> None:
   config.train.log_every_steps = 2
   config.train.checkpoint_every_steps = 100
   config.eval.batch_size = 64
+  config_lib.smoke_evaluation(config)

@@ -169,6 +169,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.train.log_every_steps = 2
     config.train.checkpoint_every_steps = 100
     config.eval.batch_size = 64
+    config_lib.smoke_evaluation(config)
     if "side" in flags:
       config.data.bias.side_size = 64
       if data_word == "synthetic":

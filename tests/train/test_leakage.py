@@ -53,6 +53,17 @@ def test_probe_is_deterministic_given_its_seed_and_undefined_on_too_few_rows():
     leakage.probe_leakage(x, np.where(labels == 0, -1, labels), 2)
 
 
+def test_padding_costs_less_than_a_power_of_two_beyond_1024_rows_and_changes_nothing(monkeypatch):
+  assert [leakage.padded_size(n) for n in (1, 200, 300, 1024, 1025, 2100, 10_000)] == [
+      256, 256, 512, 1024, 2048, 3072, 10_240]
+  x, labels = _encoded(4200, 2, shift=0.5, dims=8)  # folds of 2,100 rows: padded to 3,072
+  figures = leakage.probe_leakage(x, labels, 2, steps=100)
+  monkeypatch.setattr(leakage, "padded_size", lambda n, minimum=256: max(minimum, 1 << (n - 1).bit_length()))
+  as_power_of_two = leakage.probe_leakage(x, labels, 2, steps=100)  # padded to 4,096
+  assert figures["count"] == as_power_of_two["count"] == 4200
+  assert figures["leakage"] == pytest.approx(as_power_of_two["leakage"], abs=2 / 4200)  # a row either way
+
+
 def test_stratified_halves_split_every_class_evenly():
   labels = np.array([0] * 7 + [1] * 4 + [2] * 1 + [3] * 10)
   fold = leakage.stratified_halves(labels, seed=0)
