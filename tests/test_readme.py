@@ -77,7 +77,7 @@ SMOKE_FLAGS = {
                                      "--devices=64"],
     # GEAR on a 256-face subset's splits (about 70 faces evaluated) instead of §6.1's 8,000 (2,240).
     "python -m fairjax.main --config=configs/seed000_gender_cnn.py --workdir=out/gear --config.model.name=gear "
-    "--config.train.num_epochs=0": ["--config.data.subset_size=256"],
+    "--config.train.num_epochs=0 --config.data.image_size=200": ["--config.data.subset_size=256"],
 }
 # Concrete commands whose every form does the full work: their flags are checked with --help only.
 HELP_ONLY = {

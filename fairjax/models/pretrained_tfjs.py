@@ -5,7 +5,8 @@ inside Flax modules that follow the registry's contract, so ``fairjax.main`` (``
 with ``--config.train.num_epochs=0`` it audits the weights as they are) and the evaluators treat them as
 any model: ``apply(variables, images)`` takes the pipeline's images (float RGB in [0, 1], ``[B, H, W, 3]``
 at any size: ``augment.eval_images`` with ``data.mean`` 0 and ``data.std`` 1, which ``check_data``
-demands) and does each author's preprocessing inside; the graph's weights are the ``params``
+demands; give UTKFace at its native 200, ``--config.data.image_size=200``, so that the only resize is
+the author's own) and does each author's preprocessing inside; the graph's weights are the ``params``
 (``pretrained_variables``, so ``registry.init_variables`` starts from them and a run fine-tunes them).
 Registered models, their heads in the data's coding (``fairjax.data.schema``: gender 0 male, 1 female;
 race 0 White, 1 Black, 2 Asian, 3 Indian, 4 Others) and their embeddings:

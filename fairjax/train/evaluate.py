@@ -123,7 +123,9 @@ def make_evaluator(model, *, images_fn: Callable,
   groupings = tuple(groupings)
   _check_heads(specs, groupings)
 
-  def evaluator(state, batch, apply_fn):
+  def evaluator(state, batch, apply_fn, with_outputs: bool = False):
+    """This device's sums; with ``with_outputs``, ``(sums, outputs)``: the model's outputs of the same
+    forward pass too (the final report takes its evaluators' embeddings from it)."""
     images = images_fn(batch)
     # train=False: no dropout, so the key is never drawn from; any fixed key will do.
     outputs, _ = forward_lib.forward(apply_fn, state.params["model"], state.model_state, images,
@@ -144,7 +146,7 @@ def make_evaluator(model, *, images_fn: Callable,
       if is_regressor(spec):
         head["regression"] = _regression_sums(spec, labels, predictions["value"], codes, mask)
       sums[spec.name] = head
-    return sums
+    return (sums, outputs) if with_outputs else sums
 
   return evaluator
 

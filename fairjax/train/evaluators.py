@@ -84,7 +84,8 @@ class RunContext:
   # The run's privileged group by grouping (``evaluate.run_privileged``), for figures measured against
   # it; a grouping missing takes ``evaluate.summarise``'s default.
   privileged: Mapping[str, str] = dataclasses.field(default_factory=dict)
-  _embeddings: dict = dataclasses.field(default_factory=dict, repr=False)
+  # Split name -> ``embeddings(split)``'s rows, where already computed (by the final evaluation's pass).
+  computed_embeddings: dict = dataclasses.field(default_factory=dict, repr=False)
 
   @property
   def primary(self) -> tuple[str, str]:
@@ -102,27 +103,40 @@ class RunContext:
     """``fn(state, batch) -> {name: per-row array, 'mask': ...}`` over every row of a split, as host
     numpy with the padding dropped; on several processes every process gets every row."""
     row_fn = self.runner.row_function(fn)
-    parts = [row_fn(self.state, batch)
-             for batch in split_batches(self.config, self.preprocess, self.splits[split_name])]
-    if not parts:
-      raise ValueError(f"evaluation split {split_name!r} is empty")
-    rows = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
-    if jax.process_count() > 1:  # each process holds its slices of the batches; every process needs all
-      rows = {key: np.asarray(multihost_utils.process_allgather(value, tiled=True))
-              for key, value in rows.items()}
-    keep = rows.pop("mask").astype(bool)
-    return {key: value[keep] for key, value in rows.items()}
+    return gather_rows([row_fn(self.state, batch)
+                        for batch in split_batches(self.config, self.preprocess, self.splits[split_name])],
+                       split_name)
 
   def embeddings(self, split_name: str) -> dict:
-    """``{embedding, race, gender}`` of every row of a split (computed once, shared by evaluators)."""
-    if split_name not in self._embeddings:
+    """``{embedding, race, gender}`` of every row of a split (computed once, shared by evaluators; the
+    training loop hands over those its final evaluation computed, ``step.make_eval_rows_step``)."""
+    if split_name not in self.computed_embeddings:
 
       def embed(state, batch):
-        return {"embedding": self.outputs(state, batch)["embedding"], "mask": batch["mask"],
-                **{attribute: batch[attribute] for attribute in groups.ATTRIBUTES}}
+        return {"embedding": self.outputs(state, batch)["embedding"],
+                **{key: batch[key] for key in EMBEDDING_ROW_KEYS}}
 
-      self._embeddings[split_name] = self.rows(embed, split_name)
-    return self._embeddings[split_name]
+      self.computed_embeddings[split_name] = self.rows(embed, split_name)
+    return self.computed_embeddings[split_name]
+
+
+# What ``RunContext.embeddings`` keeps of a batch beside the embedding (the mask is dropped with padding).
+EMBEDDING_ROW_KEYS = ("mask", *groups.ATTRIBUTES)
+# The evaluators that read ``RunContext.embeddings``: the final evaluation computes them when one is listed.
+USES_EMBEDDINGS = frozenset({"leakage", "embedding_maps"})
+
+
+def gather_rows(parts: Sequence[dict], split_name: str) -> dict:
+  """A split's per-row outputs from its batches' (``Runner.row_function``'s, each with ``mask``), as
+  host numpy with the padding dropped; on several processes every process gets every row."""
+  if not parts:
+    raise ValueError(f"evaluation split {split_name!r} is empty")
+  rows = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+  if jax.process_count() > 1:  # each process holds its slices of the batches; every process needs all
+    rows = {key: np.asarray(multihost_utils.process_allgather(value, tiled=True))
+            for key, value in rows.items()}
+  keep = rows.pop("mask").astype(bool)
+  return {key: value[keep] for key, value in rows.items()}
 
 
 def check_config(config) -> None:

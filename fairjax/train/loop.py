@@ -19,6 +19,7 @@ import json
 import os
 import tempfile
 import warnings
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -153,11 +154,12 @@ class _Run:
     train_step = step_lib.make_train_step(
         objective, tx, self.model.apply,
         prepare=functools.partial(augment.train_images, data_config=config.data))
-    evaluator = evaluate.make_evaluator(
+    self.evaluator = evaluate.make_evaluator(
         self.model, images_fn=functools.partial(augment.eval_images, data_config=config.data),
         groupings=tuple(config.eval.groupings))
     self.runner = runner_lib.Runner(config.train.mapper, train_step,
-                                    step_lib.make_eval_step(evaluator, self.model.apply))
+                                    step_lib.make_eval_step(self.evaluator, self.model.apply))
+    self._eval_rows = None  # the final evaluation's step, with embeddings (built when first used)
     self.runner.check_batch_size(self.batch_size, "config.train.batch_size")
     self.runner.check_batch_size(config.eval.batch_size, "config.eval.batch_size")
     self.rule = selection_rule(config)
@@ -170,18 +172,28 @@ class _Run:
         keep_last=self.config.train.keep_checkpoints, keep_best=self.config.selection.keep_best,
         selection=self.rule)
 
-  def evaluate(self, state, names) -> dict:
+  def evaluate(self, state, names, embeddings: Optional[dict] = None) -> dict:
     """The evaluator's sums (host arrays, added over every batch) of each split in ``names`` for the
-    device state ``state``; ``summarise`` turns them into figures."""
+    device state ``state``; ``summarise`` turns them into figures. ``embeddings``: a dict that receives
+    each split's rows as ``RunContext.embeddings`` gives them, from the same forward pass."""
+    if embeddings is not None and self._eval_rows is None:
+      self._eval_rows = self.runner.sums_and_rows_function(step_lib.make_eval_rows_step(
+          self.evaluator, self.model.apply, evaluators_lib.EMBEDDING_ROW_KEYS))
     found = {}
     for name in names:
-      total = None
+      total, parts = None, []
       for batch in evaluators_lib.split_batches(self.config, self.preprocess, self.eval_splits[name]):
-        sums = self.runner.eval_step(state, batch)
+        if embeddings is None:
+          sums = self.runner.eval_step(state, batch)
+        else:
+          sums, rows = self._eval_rows(state, batch)
+          parts.append(rows)
         total = sums if total is None else jax.tree.map(jnp.add, total, sums)
       if total is None:
         raise ValueError(f"evaluation split {name!r} is empty")
       found[name] = self.runner.fetch(total)
+      if embeddings is not None:
+        embeddings[name] = evaluators_lib.gather_rows(parts, name)
     return found
 
   def summarise(self, sums: dict, intervals: bool = False) -> dict:
@@ -197,12 +209,13 @@ class _Run:
             intervals_of={self.primary}, report_intervals=False)
     return results
 
-  def context(self, state, step: int) -> evaluators_lib.RunContext:
-    """The evaluators' view of this run at the device state ``state`` of checkpoint ``step``."""
+  def context(self, state, step: int, embeddings: Optional[dict] = None) -> evaluators_lib.RunContext:
+    """The evaluators' view of this run at the device state ``state`` of checkpoint ``step``, with the
+    ``embeddings`` already computed for it (``evaluate``)."""
     return evaluators_lib.RunContext(
         config=self.config, model=self.model, state=state, runner=self.runner, splits=self.eval_splits,
         preprocess=self.preprocess, workdir=self.workdir, writes=self.chief, step=step,
-        privileged={g: v["group"] for g, v in self.privileged.items()})
+        privileged={g: v["group"] for g, v in self.privileged.items()}, computed_embeddings=embeddings or {})
 
   def restore(self, step: int):
     state, position = self.checkpointer.restore(step, self.host_state)
@@ -413,18 +426,21 @@ def _final_report(run, state, last_sums, history, writer) -> dict:
     elif best != run.total_steps:
       selected, last_sums = best, None
       state = run.runner.put_state(run.restore(best))
-  sums = dict(last_sums or {})
-  sums.update(run.evaluate(state, [name for name in run.eval_splits if name not in sums]))
+  # Where an evaluator reads the embeddings, one forward pass over each split gives them and the sums
+  # (the last epoch's sums are not reused then: the embeddings would cost that pass anyway).
+  embeddings = {} if evaluators_lib.USES_EMBEDDINGS & set(run.config.evaluators) else None
+  sums = dict(last_sums or {}) if embeddings is None else {}
+  sums.update(run.evaluate(state, [name for name in run.eval_splits if name not in sums], embeddings))
   # in the config's order, with the headline's intervals
   results = run.summarise({name: sums[name] for name in run.eval_splits}, intervals=True)
-  found = evaluators_lib.run_evaluators(run.context(state, selected), run.config.evaluators,
-                                       run.config.evaluator_options)
+  context = run.context(state, selected, embeddings)
+  found = evaluators_lib.run_evaluators(context, run.config.evaluators, run.config.evaluator_options)
   for name, metrics in found.metrics.items():
     results[name].metrics.update(metrics)
   notes.extend(found.notes)
   sections = {}
   if run.config.postprocess.constraint:  # group thresholds fitted on validation, applied to every split
-    found = postprocessing.postprocess(run.context(state, selected), **run.config.postprocess)
+    found = postprocessing.postprocess(context, **run.config.postprocess)
     for name, metrics in found.metrics.items():
       results[name].metrics.update(metrics)
     sections["Post-processing"] = found.notes + [""] + postprocessing.raw_beside_postprocessed(

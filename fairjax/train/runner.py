@@ -93,18 +93,33 @@ class Runner:
     sharded like the batch (``out_specs=P(AXIS)``); either way the returned function gives this
     process's rows as host numpy ``[local rows, ...]``, in the order of its slice of the batch.
     """
-    if self.mapper == "pmap":
-      mapped = jax.pmap(fn, axis_name=step_lib.AXIS)
-      to_host = lambda x: np.asarray(x).reshape((-1,) + x.shape[2:])
-    else:
-      mapped = jax.jit(jax.shard_map(fn, mesh=self.mesh, in_specs=(P(), P(step_lib.AXIS)),
-                                     out_specs=P(step_lib.AXIS)))
-      to_host = _local_rows
+    mapped, to_host = self._mapped(fn, P(step_lib.AXIS))
 
     def run(state, local_batch: dict) -> dict:
       return jax.tree.map(to_host, mapped(state, self.put_batch(local_batch)))
 
     return run
+
+  def sums_and_rows_function(self, step: Callable) -> Callable:
+    """``step(state, batch) -> (sums, rows)`` (``step.make_eval_rows_step``) run under the mapper: the
+    sums replicated, as ``eval_step`` returns them (``fetch`` reads them), the rows as
+    ``row_function``'s (this process's rows, host numpy)."""
+    mapped, to_host = self._mapped(step, (P(), P(step_lib.AXIS)))
+
+    def run(state, local_batch: dict):
+      sums, rows = mapped(state, self.put_batch(local_batch))
+      return sums, jax.tree.map(to_host, rows)
+
+    return run
+
+  def _mapped(self, fn: Callable, out_specs):
+    """``fn`` under the mapper (shard_map with ``out_specs``), and the function that turns one of its
+    per-row outputs into this process's rows as host numpy."""
+    if self.mapper == "pmap":
+      return (jax.pmap(fn, axis_name=step_lib.AXIS),
+              lambda x: np.asarray(x).reshape((-1,) + x.shape[2:]))
+    return (jax.jit(jax.shard_map(fn, mesh=self.mesh, in_specs=(P(), P(step_lib.AXIS)), out_specs=out_specs)),
+            _local_rows)
 
   def train_step(self, state, local_batch: dict):
     return self._train(state, self.put_batch(local_batch))

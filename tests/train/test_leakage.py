@@ -89,6 +89,23 @@ def test_row_function_returns_every_row_in_order(mapper):
   np.testing.assert_array_equal(rows["mask"], np.arange(8) < 6)
 
 
+@pytest.mark.parametrize("mapper", runner_lib.MAPPERS)
+def test_sums_and_rows_come_from_one_mapped_call(mapper):
+  def step(state, batch):
+    y = batch["x"] @ state["w"]
+    return jax.lax.psum({"total": (y * batch["mask"][:, None]).sum(0)}, "batch"), {"y": y, "mask": batch["mask"]}
+
+  runner = runner_lib.Runner(mapper, lambda state, batch: (state, {}), lambda state, batch: {})
+  state = runner.put_state({"w": np.arange(6, dtype=np.float32).reshape(3, 2)})
+  x = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
+  mask = np.arange(8) < 6
+  sums, rows = runner.sums_and_rows_function(step)(state, {"x": x, "mask": mask})
+  expected = x @ np.arange(6).reshape(3, 2)
+  np.testing.assert_allclose(runner.fetch(sums)["total"], expected[:6].sum(0), rtol=1e-5)  # over all devices
+  np.testing.assert_allclose(rows["y"], expected, rtol=1e-6)
+  np.testing.assert_array_equal(rows["mask"], mask)
+
+
 # --------------------------------------------------------------------------------------------- t-SNE
 
 def test_conditional_probabilities_have_the_perplexity_and_ignore_padding():

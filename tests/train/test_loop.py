@@ -5,6 +5,7 @@ import glob
 import json
 import os
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -166,6 +167,29 @@ def test_pmap_and_shard_map_runs_agree(tmp_path):
     results[mapper] = loop.train_and_evaluate(config, str(tmp_path / mapper))
   for key, value in results["pmap"].items():
     np.testing.assert_allclose(results["shard_map"][key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+@pytest.mark.parametrize("mapper", ["pmap", "shard_map"])
+def test_the_final_evaluation_gives_the_evaluators_embeddings_from_its_own_pass(mapper, tmp_path):
+  """One forward pass per split gives the report's sums and the leakage probes' embeddings: the same
+  sums as the plain evaluation, the same rows as the evaluators' own pass."""
+  config = _tiny(default_config.get_config("smoke"))
+  config.train.update(num_epochs=1, mapper=mapper)
+  final = loop.train_and_evaluate(config, str(tmp_path))
+  run = loop._Run(config_lib.resolve_paths(config), str(tmp_path))  # pylint: disable=protected-access
+  run.open_checkpoints()
+  state = run.runner.put_state(run.restore(final["selected_step"]))
+  embeddings = {}
+  merged = run.evaluate(state, list(run.eval_splits), embeddings)
+  plain = run.evaluate(state, list(run.eval_splits))
+  for split in run.eval_splits:
+    for a, b in zip(jax.tree.leaves(merged[split]), jax.tree.leaves(plain[split])):
+      np.testing.assert_allclose(a, b, rtol=1e-6)
+    separate = run.context(state, final["selected_step"]).embeddings(split)
+    assert set(embeddings[split]) == set(separate) == {"embedding", *groups.ATTRIBUTES}
+    for key, value in separate.items():
+      np.testing.assert_allclose(embeddings[split][key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+    assert len(embeddings[split]["embedding"]) == len(run.eval_splits[split].plan)
 
 
 def test_non_finite_loss_stops_the_run_naming_the_step(tmp_path):
