@@ -106,6 +106,17 @@ def headline_set(results: dict, requested) -> str:
   return "ensemble" if "ensemble" in first.gender else next(iter(first.gender))
 
 
+def recorded_options(options) -> dict:
+  """The audit's options as summary.json records them. Given an experiment config's ``data`` section,
+  the images came from it, not from the command's ``dataset``/``manual_dir``/``image_size``: those
+  record the section's values, so that the summary does not name a data set the audit never read."""
+  recorded = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(options).items() if k != "data"}
+  if options.data is not None:
+    recorded.update(dataset=options.data.name, manual_dir=options.data.get("manual_dir") or None,
+                    image_size=options.data.image_size)
+  return recorded
+
+
 def summarise(results: dict, options, key: dict, num_examples: int, fit_size, from_cache: bool) -> dict:
   headline = headline_set(results, options.headline)
   return {
@@ -114,7 +125,7 @@ def summarise(results: dict, options, key: dict, num_examples: int, fit_size, fr
       "fit_split": options.fit_split if fit_size is not None else None, "fit_images": fit_size,
       "embeddings_from_cache": from_cache, "headline_set": headline,
       "image_transform": key["transform"],
-      "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(options).items() if k != "data"},
+      "options": recorded_options(options),
       "methods": {m: method_summary(r, headline) for m, r in results.items()},
       "reference": {"seed_000_7_3": references.SEED_000_ZERO_SHOT, "seed_000_8_3": references.SEED_000_SUBSPACE,
                     "seed_003": references.SEED_003_ZERO_SHOT, "rows": dict(REFERENCE_ROWS)},

@@ -1,5 +1,6 @@
 """The UTKFace CLIP experiment: without UTKFace it says so in one error line, and runs its smoke variant with it."""
 
+import json
 import os
 import subprocess
 import sys
@@ -44,3 +45,6 @@ def test_smoke_run_on_utkface(tmp_path):
   # The only smoke run of configs/clip_utkface.py in the suite (test_configs leaves it to this test).
   config = clip_runs.config_of(clip_utkface.CONFIG, "smoke")
   test_configs.check_smoke_report(config, out / "pretrain")
+  # The audit read the run's own data section: its summary names that, not the command's defaults.
+  options = json.loads((out / "audit" / "summary.json").read_text())["options"]
+  assert (options["dataset"], options["image_size"]) == ("utkface", config.data.image_size)
