@@ -53,7 +53,8 @@ def main(argv):
   rows = [keys[k] for k in chosen] if _SMOKE.value else seed_headlines.ROWS
   entries = seed_headlines.table_rows(rows, output_dir)
   intro = ["Each row: the seed's headline figure, fairjax's on real UTKFace at this CPU's size, the 95 % "
-           "bootstrap interval of the run report (test rows resampled), the wall time on this 2-core CPU, "
+           "bootstrap interval of the run report (test rows resampled), the training time on this 2-core CPU "
+           "(summed over the sessions that trained it, and shared with other runs and tests: an upper bound), "
            "the command, and why the two differ. Rows not yet run give their command and cost instead of a "
            "number. Written by `python -m experiments.reproduce_seeds`."]
   path = seed_headlines.write(entries, output_dir if _SMOKE.value else _RESULTS.value, intro)

@@ -21,6 +21,7 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import time
 from typing import Callable, Optional
 
@@ -129,11 +130,29 @@ def train(row: Row, output_dir: str, manual_dir: str, smoke: bool = False, log=p
     return
   log(f"{row.key}: training in {workdir}")
   started = time.time()
-  loop.train_and_evaluate(config, workdir)
+  # A stopped session's time counts too: SIGTERM (kill, pkill, a scheduler's stop) ends the run through
+  # SystemExit, so that the time is added before the process ends; the run resumes from its checkpoint.
+  previous = signal.signal(signal.SIGTERM, _exit_on_terminate)
+  try:
+    loop.train_and_evaluate(config, workdir)
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+    if os.path.isdir(workdir):  # else the run stopped before it began (its error says why)
+      add_wall_time(workdir, time.time() - started)
+
+
+def _exit_on_terminate(signum, frame):
+  del frame
+  raise SystemExit(128 + signum)
+
+
+def add_wall_time(workdir: str, seconds: float) -> None:
+  """Adds ``seconds`` to the training time of the run in ``workdir`` (``WALL_FILE``), written atomically."""
   path = os.path.join(workdir, WALL_FILE)
   before = json.load(open(path))["seconds"] if os.path.exists(path) else 0.0
-  with open(path, "w") as f:
-    json.dump({"seconds": before + time.time() - started}, f)
+  with open(path + ".tmp", "w") as f:
+    json.dump({"seconds": before + seconds}, f)
+  os.replace(path + ".tmp", path)
 
 
 def measure(row: Row, output_dir: str) -> Measured:

@@ -1,6 +1,7 @@
 """``experiments/reproduce_seeds.py``: the table of every seed's headline, as a user runs it."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -53,3 +54,31 @@ def test_unknown_rows_are_one_error_line(tmp_path):
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True)
   lines = [l for l in result.stderr.splitlines() if l.strip()]
   assert result.returncode == 1 and lines[-1].startswith("error: --rows names unknown rows ['seed009']"), lines
+
+
+def test_a_session_stopped_by_sigterm_adds_its_time_and_the_run_stays_resumable(monkeypatch, tmp_path):
+  """``kill`` of a --run session: its training time is added before the process ends (SystemExit),
+  and the handler it set is undone."""
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+
+  def train_until_killed(config, workdir):
+    del config
+    os.makedirs(workdir)
+    time.sleep(0.2)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)  # the signal interrupts this
+    raise AssertionError("SIGTERM did not stop the run")
+
+  monkeypatch.setattr(seed_headlines.loop, "train_and_evaluate", train_until_killed)
+  monkeypatch.setattr(seed_headlines.loop, "finished", lambda workdir, config: False)
+  row = next(r for r in seed_headlines.ROWS if r.key == "seed000_6.1")
+  os.makedirs(tmp_path / "out")
+  before = signal.getsignal(signal.SIGTERM)
+  with pytest.raises(SystemExit) as stopped:
+    seed_headlines.train(row, str(tmp_path / "out"), "", smoke=True, log=lambda _: None)
+  assert stopped.value.code == 128 + signal.SIGTERM
+  assert signal.getsignal(signal.SIGTERM) == before
+  with open(tmp_path / "out" / row.key / seed_headlines.WALL_FILE) as f:
+    seconds = json.load(f)["seconds"]
+  assert 0.2 <= seconds < 5
