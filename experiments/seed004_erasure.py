@@ -36,6 +36,7 @@ leakage at most 0.02, age accuracy no more than 1 point below the model's own he
 import csv
 import os
 import time
+from typing import Optional
 
 import numpy as np
 
@@ -80,10 +81,13 @@ def refit_head(train_x, train_bins, num_bins: int):
   return lambda x: np.argmax(((x - mean) / std) @ kernel + bias, -1)
 
 
-def gender_leakage(x, gender, seed: int) -> dict:
-  """Linear and MLP probes' gender leakage, each cross-fitted on two halves of the rows."""
-  return {"linear": leakage.probe_leakage(x, gender, 2, seed=seed, hidden=())["leakage"],
-          "mlp": leakage.probe_leakage(x, gender, 2, seed=seed)["leakage"]}
+def gender_leakage(x, gender, seed: int, probe: Optional[dict] = None) -> dict:
+  """Linear and MLP probes' gender leakage, each cross-fitted on two halves of the rows. ``probe``: the
+  run's ``leakage`` evaluator options (its probe's steps, width, penalty), so that the MLP figure before
+  erasure is the one the run reported."""
+  probe = dict(probe or {})
+  return {"linear": leakage.probe_leakage(x, gender, 2, seed=seed, **{**probe, "hidden": ()})["leakage"],
+          "mlp": leakage.probe_leakage(x, gender, 2, seed=seed, **probe)["leakage"]}
 
 
 def halves(gender, seed: int):
@@ -92,9 +96,9 @@ def halves(gender, seed: int):
   return [np.flatnonzero(fold == f) for f in (0, 1)]
 
 
-def measure(rows: dict, num_bins: int, method: str, seed: int = 0) -> list[dict]:
+def measure(rows: dict, num_bins: int, method: str, seed: int = 0, probe: Optional[dict] = None) -> list[dict]:
   """The figures of one erasure method on one model's rows (see the module docstring), one dict per
-  (fit, judged split)."""
+  (fit, judged split); ``probe``: the run's leakage probe options (``gender_leakage``)."""
   train = rows["train"]
   plain_head = refit_head(train["embedding"], train["age_bin"], num_bins)
   out = []
@@ -102,18 +106,18 @@ def measure(rows: dict, num_bins: int, method: str, seed: int = 0) -> list[dict]
   eraser = erasure.fit(train["embedding"], train["gender"], method=method)
   erased_head = refit_head(np.asarray(eraser(train["embedding"])), train["age_bin"], num_bins)
   for split in SPLITS:
-    out.append(_figures("BD train", split, rows[split], eraser, plain_head, erased_head, seed))
+    out.append(_figures("BD train", split, rows[split], eraser, plain_head, erased_head, seed, probe))
   # Fitted on BD's training rows and BD's complement together, where young and old of both genders occur,
   # judged on EBD, which neither holds.
   both = {key: np.concatenate([train[key], rows["BD_complement"][key]]) for key in ("embedding", "gender")}
   eraser = erasure.fit(both["embedding"], both["gender"], method=method)
   erased_head = refit_head(np.asarray(eraser(train["embedding"])), train["age_bin"], num_bins)
-  out.append(_figures("BD train + BD complement", "EBD", rows["EBD"], eraser, plain_head, erased_head, seed))
+  out.append(_figures("BD train + BD complement", "EBD", rows["EBD"], eraser, plain_head, erased_head, seed, probe))
   # Fitted on all of EBD and judged there: the eraser has seen the judged rows (LEACE's own guarantee, on
   # the rows it was fitted on); the probes are still cross-fitted.
   eraser = erasure.fit(rows["EBD"]["embedding"], rows["EBD"]["gender"], method=method)
   erased_head = refit_head(np.asarray(eraser(train["embedding"])), train["age_bin"], num_bins)
-  out.append(_figures("EBD (in-sample)", "EBD", rows["EBD"], eraser, plain_head, erased_head, seed))
+  out.append(_figures("EBD (in-sample)", "EBD", rows["EBD"], eraser, plain_head, erased_head, seed, probe))
   # Fitted on one half of EBD, judged on the other (both ways, averaged).
   ebd = rows["EBD"]
   parts = []
@@ -122,7 +126,7 @@ def measure(rows: dict, num_bins: int, method: str, seed: int = 0) -> list[dict]
     eraser = erasure.fit(ebd["embedding"][fit_rows], ebd["gender"][fit_rows], method=method)
     erased_head = refit_head(np.asarray(eraser(train["embedding"])), train["age_bin"], num_bins)
     judged = {key: value[judged_rows] for key, value in ebd.items()}
-    parts.append(_figures("EBD half", "EBD other half", judged, eraser, plain_head, erased_head, seed))
+    parts.append(_figures("EBD half", "EBD other half", judged, eraser, plain_head, erased_head, seed, probe))
   out.append({key: (parts[0][key] if isinstance(parts[0][key], str) else float(np.mean([p[key] for p in parts])))
               for key in parts[0]})
   for row in out:
@@ -130,9 +134,10 @@ def measure(rows: dict, num_bins: int, method: str, seed: int = 0) -> list[dict]
   return out
 
 
-def _figures(fit: str, split: str, rows: dict, eraser, plain_head, erased_head, seed: int) -> dict:
+def _figures(fit: str, split: str, rows: dict, eraser, plain_head, erased_head, seed: int, probe) -> dict:
   erased = np.asarray(eraser(rows["embedding"]))
-  before, after = gender_leakage(rows["embedding"], rows["gender"], seed), gender_leakage(erased, rows["gender"], seed)
+  before = gender_leakage(rows["embedding"], rows["gender"], seed, probe)
+  after = gender_leakage(erased, rows["gender"], seed, probe)
   return {"fit": fit, "split": split, "rows": float(len(rows["gender"])),
           "age_accuracy_own_head": float(np.mean(rows["own_age_bin"] == rows["age_bin"])),
           "age_accuracy_refit": float(np.mean(plain_head(rows["embedding"]) == rows["age_bin"])),
@@ -186,8 +191,10 @@ def run(models, methods, output_dir: str, config_of, command: str) -> list[str]:
   started = time.time()
   table = []
   for model in models:
-    rows, num_bins = representation_rows(config_of(model), os.path.join(output_dir, model))
+    config = config_of(model)
+    rows, num_bins = representation_rows(config, os.path.join(output_dir, model))
+    probe = dict(config.evaluator_options.get("leakage", {}))
     for method in methods:
-      table += [{"model": model, **row} for row in measure(rows, num_bins, method)]
+      table += [{"model": model, **row} for row in measure(rows, num_bins, method, probe=probe)]
   write(table, output_dir, command, time.time() - started)
   return acceptance(table)

@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from configs import default as default_config
+from fairjax.train import config as config_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "default.py")
@@ -130,6 +131,8 @@ def test_a_run_saved_before_the_schema_gained_a_key_is_the_same_config(tmp_path)
   from fairjax.train import loop  # pylint: disable=g-import-not-at-top
   config = default_config.get_config("smoke")
   config.objective.terms["constrained"] = {"epsilon": 0.05}
+  # A run saved before eval.num_resamples existed had the default's intervals, not the smoke's 100.
+  config.eval.num_resamples = config_lib.base_config().eval.num_resamples
   saved = json.loads(config.to_json_best_effort())
   del saved["data"]["bias"]["side_size"]  # keys the schema gained since the run
   del saved["eval"]["privileged"], saved["eval"]["num_resamples"]
