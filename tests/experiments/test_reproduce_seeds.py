@@ -3,8 +3,10 @@
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -59,9 +61,6 @@ def test_unknown_rows_are_one_error_line(tmp_path):
 def test_a_session_stopped_by_sigterm_adds_its_time_and_the_run_stays_resumable(monkeypatch, tmp_path):
   """``kill`` of a --run session: its training time is added before the process ends (SystemExit),
   and the handler it set is undone."""
-  import signal  # pylint: disable=g-import-not-at-top
-  import time  # pylint: disable=g-import-not-at-top
-
   def train_until_killed(config, workdir):
     del config
     os.makedirs(workdir)
