@@ -46,6 +46,11 @@ class VGG16(nn.Module):
     fc_units: width of fc6 and fc7 (4096).
     dropout: rate after fc6 and after fc7.
     conv_implementation: ``fairjax.ops.conv`` path ('auto', 'lax', 'im2col').
+    trainable_fc: None lets gradients reach every layer. N stops them below the last N FC layers
+      (2: the flattened convolution features; 1: fc6's output; 0: fc7's), as ``trainable_mask`` freezes
+      those layers: the frozen layers' gradients are zeros the optimiser discards anyway, and without the
+      stop the backward pass still runs through all 13 convolutions and keeps their activations (at
+      64x64, batch 256: three times the step's compute and gigabytes of memory).
   """
 
   heads: tuple[HeadSpec, ...]
@@ -54,6 +59,7 @@ class VGG16(nn.Module):
   fc_units: int = 4096
   dropout: float = 0.5
   conv_implementation: str = "auto"
+  trainable_fc: int | None = None
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> dict[str, Array]:
@@ -62,13 +68,20 @@ class VGG16(nn.Module):
         x = nn.relu(Conv(width, (3, 3), padding="SAME", kernel_init=_CONV_INIT,
                          implementation=self.conv_implementation, name=f"conv{stage + 1}_{i + 1}")(x))
       x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
-    x = x.reshape(x.shape[0], -1)
+    x = self._frozen_below(x.reshape(x.shape[0], -1), 2)
     x = nn.relu(nn.Dense(self.fc_units, kernel_init=_DENSE_INIT, name="fc6")(x))
-    x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    x = nn.Dropout(self.dropout, deterministic=not train)(self._frozen_below(x, 1))
     embedding = nn.relu(nn.Dense(self.fc_units, kernel_init=_DENSE_INIT, name="fc7")(x))
+    embedding = self._frozen_below(embedding, 0)
     x = nn.Dropout(self.dropout, deterministic=not train)(embedding)
     outputs = heads_lib.head_outputs(self.heads, x, train, kernel_init=_DENSE_INIT)
     return {"embedding": embedding, **outputs}
+
+  def _frozen_below(self, x: Array, num_trainable_fc: int) -> Array:
+    """``x`` without a gradient when only the last ``num_trainable_fc`` FC layers (and heads) train."""
+    if self.trainable_fc is not None and self.trainable_fc == num_trainable_fc:
+      return jax.lax.stop_gradient(x)
+    return x
 
 
 def trainable_mask(params: dict, model: VGG16, num_trainable_fc: int = 2) -> dict:

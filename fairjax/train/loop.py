@@ -59,7 +59,7 @@ def build_model(config):
   kwargs = dict(config.model.kwargs)
   channels = 1 if config.data.grayscale else 3
   kwargs.setdefault("input_shape", (config.data.image_size, config.data.image_size, channels))
-  return model_registry.get_model(config.model.name, **kwargs)
+  return optimizers.frozen_model(config.optimizer, model_registry.get_model(config.model.name, **kwargs))
 
 
 def initial_state(config, model, objective, total_steps: int):

@@ -42,6 +42,17 @@ def learning_rate_schedule(config, total_steps: int) -> optax.Schedule:
   raise ValueError(f"unknown schedule {config.schedule!r}; known: {', '.join(SCHEDULES)}")
 
 
+def frozen_model(config, model):
+  """``model`` with gradients stopped below the layers ``config.trainable`` trains (a VGG's 'fc:N').
+
+  The optimiser's mask alone gives the same updates (zeros for the frozen layers), but the backward
+  pass would still run through the frozen convolutions: ``VGG16.trainable_fc`` cuts it there.
+  """
+  if config.trainable == "all" or not isinstance(model, vgg.VGG16) or not config.trainable.startswith("fc:"):
+    return model  # make_optimizer names what is wrong with any other value
+  return model.clone(trainable_fc=int(config.trainable[3:]))
+
+
 def make_optimizer(config, total_steps: int, params: dict, model) -> optax.GradientTransformation:
   """The optimiser over the train state's ``params`` ({'model': ..., plus any objective's own})."""
   lr = learning_rate_schedule(config, total_steps)

@@ -1,5 +1,7 @@
 """VGG-16 / VGG-Face: parameter counts, seed 001's heads, the fine-tuning mask, the torchvision importer."""
 
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,11 +11,14 @@ import pytest
 from fairjax import models
 from fairjax.models import convert, vgg
 from fairjax.models.heads import HeadSpec
+from fairjax.train import config as config_lib
+from fairjax.train import loop, optimizers
 from tests.models import util
 
 torch = pytest.importorskip("torch")
 from tests.models import torch_reference  # pylint: disable=wrong-import-position
 
+CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "configs"
 # 13 convolutions: (in, out) per layer, 3x3 kernels with bias.
 CONVS = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256),
          (256, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 512)]
@@ -72,6 +77,39 @@ def test_fine_tuning_trains_fc_layers_and_heads_and_leaves_the_trunk_untouched()
     changed = any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(initial[name]),
                                                           jax.tree.leaves(trained[name])))
     assert changed == (not name.startswith("conv")), name
+
+
+@pytest.mark.parametrize("num_trainable_fc", [0, 1, 2])
+def test_trainable_fc_stops_gradients_below_the_trained_layers_and_keeps_theirs(num_trainable_fc):
+  # The optimiser's mask discards the frozen layers' gradients; the stop must not change the others.
+  model = _tiny_vgg(input_shape=(32, 32, 3), conv_implementation="lax")
+  frozen = model.clone(trainable_fc=num_trainable_fc)
+  params = models.init_variables(model, jax.random.PRNGKey(0))["params"]
+  images, ages = util.images((4, 32, 32, 3)), jnp.array([3, 30, 60, 90])
+
+  def loss(p, m):
+    logits = m.apply({"params": p}, images)["age"]
+    return optax.softmax_cross_entropy_with_integer_labels(logits, ages).mean()
+
+  full, stopped = jax.grad(loss)(params, model), jax.grad(loss)(params, frozen)
+  mask = vgg.trainable_mask(params, model, num_trainable_fc)
+  for (path, g_full), g_stop, trains in zip(jax.tree_util.tree_leaves_with_path(full),
+                                            jax.tree.leaves(stopped), jax.tree.leaves(mask)):
+    if trains:
+      np.testing.assert_allclose(g_stop, g_full, rtol=1e-5, atol=1e-8, err_msg=str(path))
+    else:
+      assert not np.any(g_stop), path
+      assert np.any(g_full), path  # the stop, not the data, zeroed it
+
+
+def test_training_runs_build_a_fine_tuned_vgg_with_the_gradient_stop():
+  config = config_lib.load_config_module(str(CONFIGS / "seed001_vgg_face_age.py")).get_config("smoke")
+  assert config.optimizer.trainable == "fc:2" and loop.build_model(config).trainable_fc == 2
+  config.optimizer.trainable = "all"
+  assert loop.build_model(config).trainable_fc is None
+  config.optimizer.trainable = "fc:1"
+  resnet = models.get_model("resnet18")
+  assert optimizers.frozen_model(config.optimizer, resnet) is resnet  # make_optimizer rejects it
 
 
 def test_torchvision_state_dict_loads_and_gives_the_same_outputs():
