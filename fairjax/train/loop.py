@@ -34,6 +34,7 @@ from fairjax.models import heads as heads_lib
 from fairjax.models import protocols as model_protocols
 from fairjax.models import registry as model_registry
 from fairjax.report import run_report
+from fairjax.train import age_correction  # pylint: disable=unused-import  (registers its evaluator)
 from fairjax.train import checkpoint as checkpoint_lib
 from fairjax.train import config as config_lib
 from fairjax.train import distributed
