@@ -16,6 +16,10 @@ racism, sexism and ageism", sections 年龄预测 / 数据选择)
   250 epochs, keeping the weights of the lowest validation loss (reached "around epoch 30").
   Audit: the age head's MAE by race (the seed's sharpest contrast: older Asians predicted least
   accurately and most erratically), with gender and race x gender beside it.
+  Correction models (§ 校正模型: a second-level model on predicted age, gender and race, and a mean-error
+  heuristic by band x race x gender, neither of which helped): the ``age_correction`` evaluator on a
+  finished run, ``python -m experiments.seed001_correction --manual_dir=../shared/data`` for the three
+  runs ``experiments/reproduce_seeds.py`` trains.
 
 The seed's numbers (UTKFace test set, MAE in years)
   VGG-Face as transferred, before retraining: about 10 on uncropped UTKFace (much worse on the cropped
