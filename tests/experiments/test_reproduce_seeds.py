@@ -34,21 +34,38 @@ def test_every_row_of_the_issue_is_listed_with_a_seed_figure_and_a_source():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists(os.path.join(SHARED_DATA, "UTKFace.tar.gz")), reason="no UTKFace here")
-def test_a_smoke_row_is_trained_tabulated_with_its_interval_and_reused(tmp_path):
-  command = [sys.executable, "-m", "experiments.reproduce_seeds", "--smoke", "--rows=seed000_6.1",
-             f"--manual_dir={os.path.relpath(SHARED_DATA, tmp_path)}", "--output_dir=out/seeds"]
-  run = lambda: subprocess.run(command, cwd=tmp_path, env={**os.environ, "PYTHONPATH": REPO},
-                               capture_output=True, text=True, timeout=900)
-  result = run()
+def test_a_smoke_row_is_trained_tabulated_with_its_interval_reused_and_corrected(tmp_path):
+  manual_dir = f"--manual_dir={os.path.relpath(SHARED_DATA, tmp_path)}"
+  command = [sys.executable, "-m", "experiments.reproduce_seeds", "--smoke", "--rows=seed001_age", manual_dir,
+             "--output_dir=out/seeds"]
+  run = lambda argv: subprocess.run(argv, cwd=tmp_path, env={**os.environ, "PYTHONPATH": REPO},
+                                    capture_output=True, text=True, timeout=900)
+  result = run(command)
   assert result.returncode == 0, result.stderr[-3000:]
   with open(tmp_path / "out" / "seeds" / "seeds.csv") as f:
     (row,) = list(csv.DictReader(f))
-  assert row["key"] == "seed000_6.1" and row["status"] == ""
-  assert 0 <= float(row["fairjax"]) <= 1 and float(row["wall_s"]) > 0
+  assert row["key"] == "seed001_age" and row["status"] == ""
+  assert float(row["fairjax"]) > 0 and float(row["wall_s"]) > 0
   assert float(row["low"]) <= float(row["fairjax"]) <= float(row["high"])
-  assert "| 000 §6.1 | gender macro accuracy (test) | 0.826 |" in (tmp_path / "out" / "seeds" / "seeds.md").read_text()
-  again = run()
-  assert again.returncode == 0 and "seed000_6.1: finished, not trained again" in again.stdout + again.stderr
+  assert "| 001 | age MAE in years (test, adults) | 8.400 |" in (tmp_path / "out" / "seeds" / "seeds.md").read_text()
+  again = run(command)
+  assert again.returncode == 0 and "seed001_age: finished, not trained again" in again.stdout + again.stderr
+  # Seed 001's correction models on the same finished run (not trained again).
+  corrected = run([sys.executable, "-m", "experiments.seed001_correction", "--smoke", "--rows=seed001_age", manual_dir,
+                   "--output_dir=out/seeds"])
+  assert corrected.returncode == 0, corrected.stderr[-3000:]
+  assert "seed001_age: finished, not trained again" in corrected.stdout
+  text = (tmp_path / "out" / "seeds" / "seed001_correction.md").read_text()
+  assert "## seed001_age" in text and "| linear |" in text and "| gbt |" in text and "| heuristic |" in text
+  assert "neither the correction models nor the heuristic improved" in text
+  with open(tmp_path / "out" / "seeds" / "seed001_correction.csv") as f:
+    table = list(csv.DictReader(f))
+  assert {r["run"] for r in table} == {"seed001_age"} and {r["method"] for r in table} == {"linear", "gbt", "heuristic"}
+  overall = [r for r in table if r["race"] == "all"]
+  # Every method starts from the same uncorrected MAE: the run's own reported figure.
+  assert len(overall) == 3
+  for r in overall:
+    assert float(r["mae_before"]) == pytest.approx(float(row["fairjax"]), abs=1e-3), r["method"]
 
 
 def test_unknown_rows_are_one_error_line(tmp_path):
