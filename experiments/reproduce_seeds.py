@@ -51,13 +51,15 @@ def main(argv):
       seed_headlines.train(keys[key], output_dir, manual_dir, smoke=_SMOKE.value)
       print(f"{key}: {time.time() - started:.0f} s", flush=True)
   rows = [keys[k] for k in chosen] if _SMOKE.value else seed_headlines.ROWS
-  entries = seed_headlines.table_rows(rows, output_dir)
+  results_dir = output_dir if _SMOKE.value else _RESULTS.value
+  entries = seed_headlines.table_rows(rows, output_dir, os.path.join(results_dir, "seeds.csv"))
   intro = ["Each row: the seed's headline figure, fairjax's on real UTKFace at this CPU's size, the 95 % "
            "bootstrap interval of the run report (test rows resampled), the training time on this 2-core CPU "
            "(summed over the sessions that trained it, and shared with other runs and tests: an upper bound), "
            "the command, and why the two differ. Rows not yet run give their command and cost instead of a "
-           "number. Written by `python -m experiments.reproduce_seeds`."]
-  path = seed_headlines.write(entries, output_dir if _SMOKE.value else _RESULTS.value, intro)
+           "number; a row whose run is not on the machine that wrote the table keeps the figure the table held, "
+           "measured by the same command. Written by `python -m experiments.reproduce_seeds`."]
+  path = seed_headlines.write(entries, results_dir, intro)
   print(f"wrote {path}")
 
 

@@ -68,6 +68,20 @@ def test_a_smoke_row_is_trained_tabulated_with_its_interval_reused_and_corrected
     assert float(r["mae_before"]) == pytest.approx(float(row["fairjax"]), abs=1e-3), r["method"]
 
 
+def test_a_row_whose_run_is_elsewhere_keeps_the_figure_the_table_held_for_the_same_command(tmp_path):
+  rows = [r for r in seed_headlines.ROWS if r.key in ("seed000_6.1", "seed000_6.2", "seed000_6.3")]
+  entries = seed_headlines.table_rows(rows, str(tmp_path / "out"))  # no runs here: every row unmeasured
+  assert all(e["fairjax"] is None and e["status"].startswith("not run yet") for e in entries)
+  entries[0].update(fairjax=0.87, low=0.85, high=0.89, wall_s=1466.7, status="")
+  entries[1].update(fairjax=0.76, low=None, high=None, wall_s=None, status="", command="an older command")
+  seed_headlines.write(entries, str(tmp_path), ["intro"])
+  again = {e["key"]: e for e in seed_headlines.table_rows(rows, str(tmp_path / "out"), str(tmp_path / "seeds.csv"))}
+  assert (again["seed000_6.1"]["fairjax"], again["seed000_6.1"]["low"], again["seed000_6.1"]["high"],
+          again["seed000_6.1"]["wall_s"], again["seed000_6.1"]["status"]) == (0.87, 0.85, 0.89, 1466.7, "")
+  assert again["seed000_6.2"]["fairjax"] is None  # measured by another command: not this row's figure
+  assert again["seed000_6.3"]["fairjax"] is None and again["seed000_6.3"]["status"].startswith("not run yet")
+
+
 def test_unknown_rows_are_one_error_line(tmp_path):
   result = subprocess.run([sys.executable, "-m", "experiments.reproduce_seeds", "--rows=seed009", "--run"],
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True)
