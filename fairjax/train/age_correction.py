@@ -15,8 +15,9 @@ corrections, ``report/age_correction/<method>.json`` (``.joblib`` for gbt), whic
 ``regression.load_correction`` reads back to apply at inference. Figures joining ``apply_split``'s
 metrics: ``age_correction/<method>/mae`` and ``.../mae_change`` beside ``age_correction/mae_before``.
 
-Run it after the fact on a finished run with ``python -m experiments.age_correction`` (the same
-evaluator on the checkpoint the run's report describes), or list it in ``config.evaluators``.
+List it in ``config.evaluators``, or run it on a finished run's reported checkpoint after the fact
+(``loop.reported_context`` then ``evaluators.run_evaluators``), as ``experiments/seed001_correction.py``
+does for seed 001's three age runs.
 """
 
 import io
