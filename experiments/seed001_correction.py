@@ -76,9 +76,10 @@ def write(tables: dict, missing: dict, results_dir: str, seconds: float) -> str:
               "`seed001_correction.csv`.", ""]
   for key, command in missing.items():
     lines += [f"## {key}", "", f"Not trained yet: `{command}`.", ""]
-  if tables:
-    pd.concat(tables.values(), ignore_index=True).to_csv(os.path.join(results_dir, "seed001_correction.csv"),
-                                                         index=False, float_format="%.6g")
+  if tables:  # each file written whole, then renamed into place: a killed run leaves the old one
+    table_path = os.path.join(results_dir, "seed001_correction.csv")
+    pd.concat(tables.values(), ignore_index=True).to_csv(table_path + ".tmp", index=False, float_format="%.6g")
+    os.replace(table_path + ".tmp", table_path)
   path = os.path.join(results_dir, "seed001_correction.md")
   with open(path + ".tmp", "w") as f:
     f.write("\n".join(lines))
