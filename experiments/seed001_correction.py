@@ -62,13 +62,9 @@ def write(tables: dict, missing: dict, results_dir: str, seconds: float) -> str:
            "change = MAE after - before, negative where it helped, with a paired bootstrap 95 % interval "
            "(1,000 resamples of the test rows).", "", SEED_FINDING, ""]
   for key, table in tables.items():
-    overall = table[(table.race == "all") & (table.gender == "all")]
     lines += [f"## {key}", ""]
-    lines += markdown.table(
-        ["method", "n", "MAE before", "MAE after", "change [95% CI]", "signed error before", "signed error after"],
-        [[r.method, r.n, f"{r.mae_before:.2f}", f"{r.mae_after:.2f}",
-          f"{r.mae_change:+.2f} [{r.mae_change_lower:+.2f}, {r.mae_change_upper:+.2f}]",
-          f"{r.mean_signed_error_before:+.2f}", f"{r.mean_signed_error_after:+.2f}"] for r in overall.itertuples()])
+    lines += markdown.table(["method", "n", *age_correction.FIGURE_HEADER],
+                            age_correction.table_rows(age_correction.overall_rows(table), with_groups=False))
     helped = table[(table.mae_change_upper < 0) & (table.race != "all")]
     hurt = table[(table.mae_change_lower > 0) & (table.race != "all")]
     lines += ["", f"Race x gender groups whose MAE the correction lowered beyond its interval: "

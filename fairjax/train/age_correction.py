@@ -79,25 +79,34 @@ def fit_and_report(fit: dict, apply: dict, methods: Sequence[str], *, num_resamp
   return corrections, pd.concat(tables, ignore_index=True)
 
 
+# The columns of ``table_rows``: the figures of one row of the table, without its race and gender.
+FIGURE_HEADER = ["MAE before", "MAE after", "change [95% CI]", "signed error before", "signed error after"]
+
+
+def overall_rows(table: pd.DataFrame) -> pd.DataFrame:
+  """Each method's row over all groups."""
+  return table[(table.race == "all") & (table.gender == "all")]
+
+
+def table_rows(frame: pd.DataFrame, with_groups: bool = True) -> list[list]:
+  """Markdown cells of each row: method, [race, gender,] n, then ``FIGURE_HEADER``'s figures."""
+  return [[r.method, *((r.race, r.gender) if with_groups else ()), r.n, markdown.number(r.mae_before, 2),
+           markdown.number(r.mae_after, 2), f"{r.mae_change:+.2f} [{r.mae_change_lower:+.2f}, {r.mae_change_upper:+.2f}]",
+           f"{r.mean_signed_error_before:+.2f}", f"{r.mean_signed_error_after:+.2f}"] for r in frame.itertuples()]
+
+
 def markdown_table(table: pd.DataFrame, title: str) -> str:
   """The report's page: the overall row of each method, then each method's groups."""
-  def rows(frame):
-    return [[r.method, r.race, r.gender, r.n, markdown.number(r.mae_before, 2), markdown.number(r.mae_after, 2),
-             f"{r.mae_change:+.2f} [{r.mae_change_lower:+.2f}, {r.mae_change_upper:+.2f}]",
-             f"{r.mean_signed_error_before:+.2f}", f"{r.mean_signed_error_after:+.2f}"]
-            for r in frame.itertuples()]
-
-  header = ["method", "race", "gender", "n", "MAE before", "MAE after", "change [95% CI]",
-            "signed error before", "signed error after"]
-  overall = table[(table.race == "all") & (table.gender == "all")]
+  header = ["method", "race", "gender", "n", *FIGURE_HEADER]
+  overall = overall_rows(table)
   lines = [f"# {title}", "",
            "MAE in years of the age head's predictions before and after each correction, fitted on the fit",
            "split's predictions and applied to these rows; change = after - before (negative: the correction",
            "helped), its interval a paired bootstrap over rows; signed error = predicted - true.", "",
            "## All rows", ""]
-  lines += markdown.table(header, rows(overall))
+  lines += markdown.table(header, table_rows(overall))
   lines += ["", "## By race x gender", ""]
-  lines += markdown.table(header, rows(table.drop(overall.index)))
+  lines += markdown.table(header, table_rows(table.drop(overall.index)))
   return "\n".join(lines) + "\n"
 
 
@@ -118,7 +127,7 @@ def age_correction(context: evaluators.RunContext, *, head: str = "age", fit_spl
                      f"{', '.join(regression.METHODS)}")
   corrections, table = fit_and_report(_age_rows(context, head, fit_split), _age_rows(context, head, apply_split),
                                       methods, num_resamples=num_resamples, seed=context.config.seed)
-  overall = table[(table.race == "all") & (table.gender == "all")].set_index("method")
+  overall = overall_rows(table).set_index("method")
   figures = {f"{NAME}/mae_before": float(overall.mae_before.iloc[0])}
   for method, r in overall.iterrows():
     figures.update({f"{NAME}/{method}/mae": float(r.mae_after), f"{NAME}/{method}/mae_change": float(r.mae_change)})
