@@ -30,7 +30,7 @@ EXTRAS_REQUIRE = {
     # Reference oracles and the test runner. fairlearn / scikit-learn are only used to check our numbers;
     "test": [
         "pytest>=8",
-        "pytest-xdist>=3.5",  # two workers: the suite is compile- and import-bound, one core each
+        "pytest-xdist>=3.6",  # --no-loadscope-reorder; two workers: the suite is compile- and import-bound
         "fairlearn>=0.13",
         "scikit-learn>=1.5",
         "scipy>=1.11",  # the exact linear program the equalized-odds frontier is tested against
