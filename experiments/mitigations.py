@@ -41,8 +41,8 @@ class Method:
 
   def run_name(self, name: str) -> str:
     """The folder of the run it reads: post-training treatments read their base method's run."""
-    return {"postprocess": "standard", "leace": "standard", "balanced+postprocess": "balanced_weights"}.get(
-        name, name)
+    return {"postprocess": "standard", "leace": "standard", "balanced+postprocess": "balanced_weights",
+            "group_dro+postprocess": "group_dro"}.get(name, name)
 
 
 def _constrained(head, grouping):
@@ -73,6 +73,9 @@ METHODS = {
         "balanced_weights": dict(grouping=g)}, after="postprocess"),
     "grl+constrained": Method("gradient reversal + constraints", lambda h, g: {
         "grl": _grl(h, g), "constrained": _constrained(h, g)}),
+    "group_dro": Method("group DRO", lambda h, g: {"group_dro": dict(grouping=g, head=h)}),
+    "group_dro+postprocess": Method("group DRO + post-processing", lambda h, g: {
+        "group_dro": dict(grouping=g, head=h)}, after="postprocess"),
 }
 
 

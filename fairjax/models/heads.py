@@ -210,7 +210,7 @@ def _is_soft(spec: HeadSpec, output: Array, labels: Array) -> bool:
   return spec.num_outputs > 1 and labels.ndim == output.ndim
 
 
-def _known(labels: Array) -> Array:
+def known_labels(labels: Array) -> Array:
   """Per-example validity: integer labels below zero are unknown; soft targets are always known."""
   if jnp.issubdtype(labels.dtype, jnp.integer):
     return labels >= 0
@@ -261,7 +261,7 @@ def loss_terms(spec: HeadSpec, output: Array, labels: Array, weights: Optional[A
   if _is_soft(spec, output, labels) or spec.kind == "multilabel_softmax":
     known = jnp.ones((batch,), bool)
   else:
-    known = _known(labels).reshape(batch, -1).all(-1)
+    known = known_labels(labels).reshape(batch, -1).all(-1)
   coef = known.astype(loss.dtype)
   if weights is not None:
     coef = coef * jnp.asarray(weights, loss.dtype).reshape(batch)

@@ -1,13 +1,18 @@
-"""Objective terms that weigh the task loss's rows by group: group-balanced and Kamiran-Calders weights.
+"""Objective terms that weigh the task loss's rows by group: group-balanced and Kamiran-Calders weights,
+and group DRO's weights that follow the worst group.
 
-Two pre-processing mitigations as terms, so that they combine with the others (balanced weights under
-constraints, say) by listing them in ``objective.terms``:
+Three mitigations as terms, so that they combine with the others (balanced weights under constraints,
+say) by listing them in ``objective.terms``:
 
   balanced_weights  every group of ``grouping`` weighs the same in the task loss: a row of group g counts
                     N / (G n_g) (``data.reweighing.balance``). On the default task (seed 0) the oracle
                     threshold frontier at an equalized-odds gap of 0.05 rises from 0.903 to 0.918.
   reweighing        Kamiran & Calders' w(g, y) = P(g) P(y) / P(g, y) for the label of a classifying head
                     against ``grouping`` (``data.reweighing.reweigh``, the treatment ``reweigh`` as a term).
+  group_dro         Sagawa et al. 2020's online group DRO: the balanced weights times G q_g, where the
+                    group distribution q follows the groups' losses by exponentiated gradient ascent, so
+                    the loss minimised tends to the worst group's. It includes the balancing: do not list
+                    ``balanced_weights`` beside it.
 
 The weights are computed once from the training split's plan as the run trains on it (after every
 treatment), which the loop hands over through ``set_training_rows``: exact frequencies, not estimates
@@ -15,16 +20,25 @@ from the batches seen so far, and the same on every process and after a resume. 
 weight is looked up by its (group, label) cell and multiplies the batch's ``weight`` column (a
 treatment's weights); rows of an unknown group or label keep their weight. The terms add nothing to the
 loss themselves (their value is 0).
+
+Group DRO's q is the term's state (replicated, checkpointed, resumed): each step's task rows are weighed
+by the q that the steps before it left, and the step's own group losses (of ``head``, summed over the
+global batch, without gradient) then update it, ``q <- softmax(log q + step_size * loss_g)`` over the
+groups present in the batch. Sagawa et al. update q before weighing the same batch; the one-step lag here
+keeps every row's weight a function of the state alone, as the other weight terms'. q starts uniform, so
+with ``step_size`` 0 the term is ``balanced_weights``.
 """
 
 from typing import Optional
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from fairjax.data import groups
 from fairjax.data import plans
 from fairjax.data import reweighing
+from fairjax.models import heads as heads_lib
 from fairjax.train import constrained
 from fairjax.train import objectives
 
@@ -97,3 +111,50 @@ class Reweighing(_CellWeights):
   def row_weights(self, plan):
     plain = plan.drop(columns=[plans.WEIGHT], errors="ignore")  # on the rows as they are; the factor multiplies
     return reweighing.reweigh(plain, groups.GROUPINGS[self.grouping], self.label)[plans.WEIGHT].to_numpy()
+
+
+@objectives.register_term("group_dro")
+class GroupDRO(_CellWeights):
+  """Online group DRO (Sagawa et al. 2020) over the groups of ``grouping``, on the loss of ``head``
+  (default: the model's classifying head); see the module docstring."""
+
+  def __init__(self, model, grouping: str = "race", head: Optional[str] = None, step_size: float = 0.01):
+    if not step_size >= 0:
+      raise ValueError(f"group_dro: step_size must be a number >= 0, got {step_size!r}")
+    super().__init__(grouping, label=None)
+    self.spec = constrained.classifier_head(model, head)
+    self.step_size = float(step_size)
+    self.num_groups = groups.num_groups(grouping)
+
+  def row_weights(self, plan):
+    return reweighing.balance(plan, groups.GROUPINGS[self.grouping])
+
+  def init_state(self):
+    return {"q": jnp.full((self.num_groups,), 1.0 / self.num_groups, jnp.float32)}
+
+  def task_rows(self, batch, state):
+    rows = super().task_rows(batch, state)  # the balanced weights
+    codes = groups.group_codes(batch, self.grouping)
+    known = (codes >= 0) & (codes < self.num_groups)
+    factor = jnp.where(known, self.num_groups * state["q"][jnp.clip(codes, 0, self.num_groups - 1)], 1.0)
+    return {**rows, "weight": rows["weight"] * factor}
+
+  def statistics(self, inputs):
+    labels = jnp.asarray(inputs.batch[self.spec.key])
+    loss = heads_lib.per_example_loss(self.spec, inputs.outputs[self.spec.name], labels)
+    codes = groups.group_codes(inputs.batch, self.grouping)
+    known = (codes >= 0) & heads_lib.known_labels(labels).reshape(codes.shape[0], -1).all(-1)
+    if "mask" in inputs.batch:
+      known = known & jnp.asarray(inputs.batch["mask"]).reshape(known.shape).astype(bool)
+    member = jax.nn.one_hot(jnp.where(known, codes, -1), self.num_groups, dtype=jnp.float32)  # -1: no row
+    return objectives.Statistics(exact={"loss": member.T @ jnp.where(known, loss, 0.0).astype(jnp.float32),
+                                        "count": member.sum(0)})
+
+  def value(self, inputs):
+    total, count = inputs.statistics.exact["loss"], inputs.statistics.exact["count"]
+    present = count > 0
+    group_loss = jnp.where(present, total / jnp.maximum(count, 1.0), 0.0)
+    log_q = jnp.log(inputs.state["q"]) + jnp.where(present, self.step_size * group_loss, 0.0)
+    q = jax.nn.softmax(log_q)
+    worst = jnp.max(jnp.where(present, group_loss, -jnp.inf))
+    return jnp.zeros((), jnp.float32), {"q": q}, {"dro/q_max": jnp.max(q), "dro/worst_group_loss": worst}

@@ -3,7 +3,7 @@
 A config names them as ``objective.task`` (a registered *task*: ``standard``, ``clip_contrastive``) with
 its ``objective.task_options``, and ``objective.terms``, a mapping from registered *term* names to their
 options (``constrained``, ``gap_penalty``, ``mindiff``, ``grl``, ``jlu``, ``balanced_weights``,
-``reweighing``). ``build`` composes them into one ``Objective``, whose ``loss(params, state, batch, rng,
+``reweighing``, ``group_dro``). ``build`` composes them into one ``Objective``, whose ``loss(params, state, batch, rng,
 apply_fn, axis_name) -> (loss, aux)`` is what ``step.make_train_step`` differentiates: the task's loss of
 the model's outputs on the (possibly reweighed or masked) batch, plus every term's value. Methods combine
 by listing several terms: balanced weights with constraints, gradient reversal with constraints.

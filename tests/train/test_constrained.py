@@ -458,10 +458,12 @@ OPTIONS = [
     ("gap_penalty", dict(weight=2.0)),
     ("mindiff", dict(weight=5.0, kernel_width=0.3)),
 ]
-# Combinations: balanced weights under constraints, gradient reversal with constraints.
+# Combinations: balanced weights under constraints, gradient reversal or group DRO with constraints.
 COMBINATIONS = [
     {"constrained": dict(epsilon=0.05, multiplier_lr=0.5, rate_decay=0.9), "balanced_weights": dict(grouping="race")},
     {"constrained": dict(epsilon=0.05, multiplier_lr=0.5), "grl": dict(attributes=("race",), schedule="constant")},
+    # Group DRO's q: a state updated from psummed group losses, and row weights read from it.
+    {"constrained": dict(epsilon=0.05, multiplier_lr=0.5), "group_dro": dict(head="gender", step_size=0.5)},
 ]
 
 
