@@ -154,3 +154,18 @@ def test_benchmark_figures_and_two_level_intervals_by_hand():
   assert pooled["accuracy"] == pytest.approx(0.85) and pooled["seeds"] == 2
   assert pooled["accuracy_ci"] == pytest.approx([0.8, 0.9])
   assert pooled["race_leakage_mlp_ci"] == pytest.approx([0.8025, 0.8975])
+
+
+@pytest.mark.parametrize("task", ["default", "utkface_gender"])
+def test_every_method_is_a_valid_run_of_each_task(task):
+  """Each method's terms pass the config check and build on the task's model (a misspelt option or a
+  head the model lacks would otherwise surface only when that method's run starts)."""
+  from experiments import mitigations as mb  # pylint: disable=g-import-not-at-top
+  from fairjax.train import objectives  # pylint: disable=g-import-not-at-top
+  base = mb.task_config(task, True, None, 64, 0)
+  model = loop.build_model(base)
+  for name, method in mb.METHODS.items():
+    config = mb.run_config(base, name, seed=1)
+    config_lib.check_config(config)
+    built = objectives.build(config.objective, model)
+    assert set(built.terms) == set(method.terms(base.eval.primary_head, base.eval.primary_grouping)), name
