@@ -32,8 +32,12 @@ model's own threshold frontier (they move every group's scores rather than separ
 faces better), gradient reversal and JLU leave race readable and the gap as it was, while thresholds
 reach any gap at a price set by the worst group's ROC, and balanced weights lower that price. Thresholds
 fitted on validation cost a little against the oracle (thresholds solved on the test labels), and their
-test gap exceeds the fitted epsilon by the validation split's sampling noise (about 0.015 here), so
-``epsilon`` is set below the 0.05 the acceptance asks for.
+test gap exceeds the fitted epsilon by about 0.007-0.01, so ``epsilon`` is set below the 0.05 the
+acceptance asks for. That excess is the test split's own sampling noise more than validation's: the
+gap measured on 20,000 test faces reads about 0.015 for a model with equal rates (``configs/default.py``),
+while the oracle, solved on those very faces, pays none of it. Scoring the same three checkpoints on a
+validation split of 20,000 faces instead of 5,000 and fitting there left the trade-off where it was
+(epsilon 0.035: 0.904 at 0.044; 0.04: 0.907 at 0.0498; seeds 0-2, 2026-12-07).
 
 Arguments: 'smoke' shrinks everything to a run of a few seconds (for tests), as for the default.
 """
