@@ -24,8 +24,8 @@ lowest validation loss is reported.
 
 What it shows: the report's headline is the gender task audited by race (the planted group), where the
 under-represented group's accuracy and error rates fall behind the others'. The mitigation configs
-(``default_constrained``, ``default_grl``, ``default_jlu``) change only the objective, so their reports
-compare one to one with this one.
+(``default_constrained``, ``default_grl``, ``default_jlu``, ``default_group_dro``) change only the
+objective, so their reports compare one to one with this one.
 
 Arguments: 'smoke' shrinks everything to a run of a few seconds (for tests).
 """
