@@ -34,15 +34,17 @@ FRONTIER_EPSILONS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 1.0)
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-  """A method: the run it reads (terms added to the task config) and what is done after training."""
+  """A method: the run it reads (terms and training treatments added to the task config) and what is
+  done after training."""
   label: str
   terms: Callable[[str, str], dict]  # (head, grouping) -> {term: options} of its run
   after: str = ""  # '', 'postprocess' or 'leace'
+  treatments: Callable[[str], dict] = lambda grouping: {}  # grouping -> {treatment: options}, run in order
 
   def run_name(self, name: str) -> str:
     """The folder of the run it reads: post-training treatments read their base method's run."""
     return {"postprocess": "standard", "leace": "standard", "balanced+postprocess": "balanced_weights",
-            "group_dro+postprocess": "group_dro"}.get(name, name)
+            "group_dro+postprocess": "group_dro", "oversampled+postprocess": "oversampled"}.get(name, name)
 
 
 def _constrained(head, grouping):
@@ -54,6 +56,10 @@ def _constrained(head, grouping):
 def _grl(head, grouping):
   del head
   return dict(attributes=(grouping,), hidden=(64,), weight=1.0, schedule="dann", keep_norm=True)
+
+
+def _oversampled(grouping):
+  return {"oversample_groups": dict(attributes=groups.GROUPINGS[grouping])}
 
 
 METHODS = {
@@ -74,6 +80,9 @@ METHODS = {
     "grl+constrained": Method("gradient reversal + constraints", lambda h, g: {
         "grl": _grl(h, g), "constrained": _constrained(h, g)}),
     "group_dro": Method("group DRO", lambda h, g: {"group_dro": dict(grouping=g, head=h)}),
+    "oversampled": Method("group up-sampling", lambda h, g: {}, treatments=_oversampled),
+    "oversampled+postprocess": Method("group up-sampling + post-processing", lambda h, g: {}, after="postprocess",
+                                      treatments=_oversampled),
     "group_dro+postprocess": Method("group DRO + post-processing", lambda h, g: {
         "group_dro": dict(grouping=g, head=h)}, after="postprocess"),
 }
@@ -99,6 +108,9 @@ def run_config(base, name: str, seed: int):
   head, grouping = config.eval.primary_head, config.eval.primary_grouping
   for term, options in METHODS[name].terms(head, grouping).items():
     config.objective.terms[term] = options
+  for treatment, options in METHODS[name].treatments(grouping).items():
+    config.data.treatments = (*config.data.treatments, treatment)
+    config.data.treatment_options[treatment].update(options)
   config.seed = seed
   return config
 

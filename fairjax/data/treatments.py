@@ -6,6 +6,7 @@
   bias_splits                          seed 004 §3.1 (OD, BD and its complement, EBD)
   gender_set                           seed 004 §3.2's separate gender data set (for the unlearnt head)
   rebalance                            seed 000 §3.3 (``rebalance.py``)
+  oversample_groups                    group up-sampling: every race (or race x gender) up to the largest
   reweigh                              Kamiran & Calders' example weights (``reweighing.py``)
 
 A plan (``plans.py``) lists source rows and augment seeds, so a treatment never touches an image:
@@ -125,6 +126,41 @@ def oversample(frame: pd.DataFrame, min_age: int = 60, factor: int = 2, copies: 
   if len(old) == 0:
     raise ValueError(f"oversample: no row is aged {min_age} or more")
   return plans.with_copies(plan, np.tile(old, int(factor) - 1), augment=copies == "augment")
+
+
+def oversample_groups(frame: pd.DataFrame, seed: plans.Seed = 0, attributes: Sequence[str] = ("race",),
+                      max_factor: float = 4.0, copies: str = "augment") -> pd.DataFrame:
+  """Every group of ``attributes`` (race, or race and gender: a group per combination of their known
+  values) brought up to the largest group's size by copies of its own rows, and to at most
+  ``max_factor`` times its size: group up-sampling (Idrissi et al. 2022), the resampling counterpart of
+  the ``balanced_weights`` objective term. Nothing is removed. Each row of a group is copied the same
+  number of times and the remainder goes to rows drawn at random without repeats, so copies spread
+  evenly; ``copies='augment'`` (default) gives them fresh augment seeds, ``'repeat'`` keeps the row's.
+  Rows of an unknown attribute are kept and not copied."""
+  if copies not in COPY_KINDS:
+    raise ValueError(f"unknown copy kind {copies!r}; known: {', '.join(COPY_KINDS)}")
+  if not max_factor >= 1:
+    raise ValueError(f"oversample_groups: max_factor must be a number >= 1, got {max_factor!r}")
+  plan = plans.nonempty(plans.as_plan(frame), "the input of oversample_groups")
+  attributes = list(attributes)
+  plans.require(plan, attributes, "oversample_groups")
+  values = plan[attributes].to_numpy(np.int64)
+  known = np.flatnonzero((values >= 0).all(1))
+  if len(known) == 0:
+    raise ValueError(f"oversample_groups: no row has known {', '.join(attributes)}")
+  _, group = np.unique(values[known], axis=0, return_inverse=True)
+  group = group.reshape(-1)
+  sizes = np.bincount(group)
+  rng = plans.generator(seed)
+  chosen = []
+  for g, size in enumerate(sizes):
+    rows = known[group == g]
+    extra = int(min(sizes.max(), np.floor(max_factor * size))) - size
+    if extra > 0:
+      chosen += [np.tile(rows, extra // size), rng.choice(rows, extra % size, replace=False)]
+  if not chosen:
+    return plan
+  return plans.with_copies(plan, np.sort(np.concatenate(chosen)), augment=copies == "augment")
 
 
 def _equalise(plan: pd.DataFrame, bins: np.ndarray, rng: np.random.Generator, low: int, width: int) -> pd.DataFrame:
@@ -263,6 +299,8 @@ def apply(frame: pd.DataFrame, treatments: Sequence[str], seed: plans.Seed = 0,
 
 register("min_age", lambda frame, seed, age: min_age(frame, age), age=16)
 register("oversample_old", lambda frame, seed, **o: oversample(frame, **o), min_age=60, factor=2, copies="repeat")
+register("oversample_groups", lambda frame, seed, **o: oversample_groups(frame, seed, **o), attributes=("race",),
+         max_factor=4.0, copies="augment")
 register("stratified_subset", lambda frame, seed, n, by: stratified_subset(frame, n, tuple(by), seed),
          n=8000, by=STRATIFY_BY)
 for _strategy in rebalance_lib.STRATEGIES:

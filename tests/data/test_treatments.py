@@ -190,6 +190,35 @@ def test_min_age_and_oversampling_of_the_old():
     treatments.oversample(meta, min_age=120)
 
 
+def test_oversample_groups_lifts_every_group_to_the_largest_within_max_factor():
+  meta = _metadata(17)
+  meta["race"] = [0] * 10 + [1] * 4 + [2] + [-1] * 2
+  plan = treatments.oversample_groups(meta, seed=3)
+  # race 1: 4 rows -> 10 (each copied once, two of them twice); race 2: 1 row -> 4 (max_factor 4), not 10;
+  # unknown race: kept, never copied.
+  assert plan.race.value_counts().to_dict() == {0: 10, 1: 10, 2: 4, -1: 2} and len(plan) == 26
+  ones = plan[plan.race == 1].source_index.value_counts()
+  assert sorted(ones.tolist()) == [2, 2, 3, 3] and set(ones.index) == set(np.flatnonzero(meta.race == 1))
+  copies = plan.iloc[17:]
+  assert copies.augment_seed.is_unique and (copies.augment_seed >= 0).all()  # augmented copies by default
+  np.testing.assert_array_equal(plan.iloc[:17].source_index, np.arange(17))  # the originals first, unchanged
+  again = treatments.oversample_groups(meta, seed=3)
+  pd.testing.assert_frame_equal(plan, again)  # a pure function of its input and seed
+  repeats = treatments.oversample_groups(meta, seed=3, max_factor=2.5, copies="repeat")
+  assert repeats.race.value_counts().to_dict() == {0: 10, 1: 10, 2: 2, -1: 2}
+  assert (repeats.augment_seed == -1).all()
+  # By race and gender: every (race, gender) combination up to the largest one.
+  both = treatments.oversample_groups(meta, attributes=("race", "gender"), max_factor=100)
+  counts = both[both.race >= 0].groupby(["race", "gender"]).size()
+  assert counts.nunique() == 1
+  with pytest.raises(ValueError, match="max_factor must be a number >= 1"):
+    treatments.oversample_groups(meta, max_factor=0.5)
+  with pytest.raises(ValueError, match="unknown copy kind 'mirror'"):
+    treatments.oversample_groups(meta, copies="mirror")
+  with pytest.raises(ValueError, match="no row has known race"):
+    treatments.oversample_groups(meta.assign(race=-1))
+
+
 def _bins(plan):
   return pd.crosstab((plan.age - 16) // 4, plan.gender)
 
@@ -251,7 +280,7 @@ def test_registry_names_configures_and_chains_treatments():
   counts = pd.crosstab(plan.race, plan.gender).to_numpy()
   assert counts.max() - counts.min() <= counts.max() // 2
   assert treatments.get("oversample_old").defaults == {"min_age": 60, "factor": 2, "copies": "repeat"}
-  with pytest.raises(ValueError, match="unknown treatment 'rebalance'; known: min_age, oversample_old"):
+  with pytest.raises(ValueError, match="unknown treatment 'rebalance'; known: min_age, oversample_groups, oversample_old"):
     treatments.apply(meta, ["min_age", "rebalance"])
   with pytest.raises(ValueError, match="treatment 'min_age' has no option.*years; known: age"):
     treatments.get("min_age")(meta, years=3)

@@ -158,8 +158,8 @@ def test_benchmark_figures_and_two_level_intervals_by_hand():
 
 @pytest.mark.parametrize("task", ["default", "utkface_gender"])
 def test_every_method_is_a_valid_run_of_each_task(task):
-  """Each method's terms pass the config check and build on the task's model (a misspelt option or a
-  head the model lacks would otherwise surface only when that method's run starts)."""
+  """Each method's terms and treatments pass the config check and its terms build on the task's model (a
+  misspelt option or a head the model lacks would otherwise surface only when that method's run starts)."""
   from experiments import mitigations as mb  # pylint: disable=g-import-not-at-top
   from fairjax.train import objectives  # pylint: disable=g-import-not-at-top
   base = mb.task_config(task, True, None, 64, 0)
@@ -169,3 +169,4 @@ def test_every_method_is_a_valid_run_of_each_task(task):
     config_lib.check_config(config)
     built = objectives.build(config.objective, model)
     assert set(built.terms) == set(method.terms(base.eval.primary_head, base.eval.primary_grouping)), name
+    assert list(config.data.treatments) == [*base.data.treatments, *method.treatments(base.eval.primary_grouping)]
