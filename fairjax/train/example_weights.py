@@ -23,7 +23,8 @@ weight is looked up by its (group, label) cell and multiplies the batch's ``weig
 treatment's weights); rows of an unknown group or label keep their weight. The terms add nothing to the
 loss themselves (their value is 0).
 
-Group DRO's q is the term's state (replicated, checkpointed, resumed): each step's task rows are weighed
+Group DRO's q is the term's state, kept as normalised log q (replicated, checkpointed, resumed; in
+logs a group's weight never underflows to a zero it could not leave): each step's task rows are weighed
 by the q that the steps before it left, and the step's own group losses (of ``head``, summed over the
 global batch, without gradient) then update it, ``q <- softmax(log q + step_size * loss_g)`` over the
 groups present in the batch. Sagawa et al. update q before weighing the same batch; the one-step lag here
@@ -132,13 +133,14 @@ class GroupDRO(_CellWeights):
     return reweighing.balance(plan, groups.GROUPINGS[self.grouping])
 
   def init_state(self):
-    return {"q": jnp.full((self.num_groups,), 1.0 / self.num_groups, jnp.float32)}
+    return {"log_q": jnp.full((self.num_groups,), -np.log(self.num_groups), jnp.float32)}
 
   def task_rows(self, batch, state):
     rows = super().task_rows(batch, state)  # the balanced weights
     codes = groups.group_codes(batch, self.grouping)
     known = (codes >= 0) & (codes < self.num_groups)
-    factor = jnp.where(known, self.num_groups * state["q"][jnp.clip(codes, 0, self.num_groups - 1)], 1.0)
+    q = jax.nn.softmax(state["log_q"])
+    factor = jnp.where(known, self.num_groups * q[jnp.clip(codes, 0, self.num_groups - 1)], 1.0)
     return {**rows, "weight": rows["weight"] * factor}
 
   def statistics(self, inputs):
@@ -156,7 +158,7 @@ class GroupDRO(_CellWeights):
     total, count = inputs.statistics.exact["loss"], inputs.statistics.exact["count"]
     present = count > 0
     group_loss = jnp.where(present, total / jnp.maximum(count, 1.0), 0.0)
-    log_q = jnp.log(inputs.state["q"]) + jnp.where(present, self.step_size * group_loss, 0.0)
-    q = jax.nn.softmax(log_q)
+    log_q = jax.nn.log_softmax(inputs.state["log_q"] + jnp.where(present, self.step_size * group_loss, 0.0))
     worst = jnp.max(jnp.where(present, group_loss, -jnp.inf))
-    return jnp.zeros((), jnp.float32), {"q": q}, {"dro/q_max": jnp.max(q), "dro/worst_group_loss": worst}
+    metrics = {"dro/q_max": jnp.exp(jnp.max(log_q)), "dro/worst_group_loss": worst}
+    return jnp.zeros((), jnp.float32), {"log_q": log_q}, metrics

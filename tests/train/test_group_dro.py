@@ -28,14 +28,14 @@ def test_rows_weigh_the_balanced_weights_times_g_q():
   row's factor is 5 q_g; a row of unknown race keeps its weight."""
   term = _group_dro()
   uniform = term.init_state()
-  np.testing.assert_allclose(uniform["q"], np.full(5, 0.2))
+  np.testing.assert_allclose(np.exp(uniform["log_q"]), np.full(5, 0.2), rtol=1e-6)
   batch = {**BATCH, "race": np.array([0, 0, 1, 1, -1, 0], np.int32)}
   _, balanced = _objective("balanced_weights", grouping="race")
   balanced.set_training_rows(PLAN)
   np.testing.assert_allclose(term.task_rows(batch, uniform)["weight"], balanced.task_rows(batch, {})["weight"],
                              rtol=1e-6)  # q uniform: exactly the balanced weights
   q = np.array([0.5, 0.1, 0.2, 0.1, 0.1], np.float32)
-  np.testing.assert_allclose(term.task_rows(batch, {"q": jnp.asarray(q)})["weight"],
+  np.testing.assert_allclose(term.task_rows(batch, {"log_q": jnp.log(q)})["weight"],
                              [5 / 6 * 2.5, 5 / 6 * 2.5, 5 / 4 * 0.5, 5 / 4 * 0.5, 1.0, 5 / 6 * 2.5], rtol=1e-6)
 
 
@@ -48,26 +48,28 @@ def test_q_follows_the_groups_losses_by_exponentiated_gradient():
   ce = -(y * np.log(p) + (1 - y) * np.log(1 - p))
   loss = np.array([ce[:3].mean(), ce[3:].mean()])
   value, state, metrics = _term(term, LOGITS, BATCH, term.init_state())
+  q = np.exp(state["log_q"])
   log_q = np.log(np.full(5, 0.2)) + np.r_[0.5 * loss, 0, 0, 0]
   expected = np.exp(log_q) / np.exp(log_q).sum()
   assert float(value) == 0.0
-  np.testing.assert_allclose(state["q"], expected, rtol=1e-5)
+  np.testing.assert_allclose(q, expected, rtol=1e-5)
+  assert float(metrics["dro/q_max"]) == pytest.approx(expected.max(), rel=1e-5)
   assert float(metrics["dro/worst_group_loss"]) == pytest.approx(loss.max(), rel=1e-5)
   # The group with the larger loss gains weight; groups absent from the batch only renormalise.
-  assert (state["q"][1] > state["q"][0]) == (loss[1] > loss[0])
-  np.testing.assert_allclose(state["q"][2:], state["q"][2], rtol=1e-6)
+  assert (q[1] > q[0]) == (loss[1] > loss[0])
+  np.testing.assert_allclose(q[2:], q[2], rtol=1e-6)
   # Masked rows and unknown races do not count: race 1's loss from row 3 alone.
   masked = {**BATCH, "mask": np.array([True, True, True, True, False, False]),
             "race": np.array([0, 0, 0, 1, -1, 1], np.int32)}
   _, state, _ = _term(term, LOGITS, masked, term.init_state())
   log_q = np.log(np.full(5, 0.2)) + np.r_[0.5 * loss[0], 0.5 * ce[3], 0, 0, 0]
-  np.testing.assert_allclose(state["q"], np.exp(log_q) / np.exp(log_q).sum(), rtol=1e-5)
+  np.testing.assert_allclose(np.exp(state["log_q"]), np.exp(log_q) / np.exp(log_q).sum(), rtol=1e-5)
 
 
 def test_step_size_zero_keeps_q_and_bad_options_are_one_line_errors():
   term = _group_dro(step_size=0.0)
   _, state, _ = _term(term, LOGITS, BATCH, term.init_state())
-  np.testing.assert_allclose(state["q"], np.full(5, 0.2), rtol=1e-6)
+  np.testing.assert_allclose(np.exp(state["log_q"]), np.full(5, 0.2), rtol=1e-6)
   with pytest.raises(ValueError, match="step_size must be a number >= 0"):
     _group_dro(step_size=-0.1)
   with pytest.raises(ValueError, match="unknown grouping"):
