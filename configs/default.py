@@ -66,8 +66,8 @@ def get_config(arg: str = ""):
 
 def with_terms(arg: str, **terms) -> ml_collections.ConfigDict:
   """This experiment with objective terms added to its loss (``name=dict(options)``): the mitigation
-  configs (``default_constrained``, ``default_grl``, ``default_jlu``, ``default_fair``) change only that,
-  so that their reports compare one to one with this one's."""
+  configs (``default_constrained``, ``default_grl``, ``default_jlu``, ``default_group_dro``) change only
+  that, so that their reports compare one to one with this one's."""
   config = get_config(arg)
   for name, options in terms.items():
     config.objective.terms[name] = ml_collections.ConfigDict(options)

@@ -536,14 +536,20 @@ def test_the_constrained_config_is_the_default_with_another_objective():
     assert mitigated.to_dict() == default.to_dict()
 
 
-def test_the_fair_config_is_the_default_with_balanced_weights_and_thresholds():
-  """configs/default_fair.py: the default, nothing changed but its objective's terms and post-processing."""
+def test_the_fair_config_is_the_default_with_up_sampling_and_thresholds():
+  """configs/default_fair.py: the default, nothing changed but its training treatment (every race
+  up-sampled) and post-processing; the benchmark's 'oversampled' run is its training run."""
+  from experiments import mitigations  # pylint: disable=g-import-not-at-top
   for arg in ("", "smoke"):
     default, fair = load_config("default", arg), load_config("default_fair", arg)
-    assert list(fair.objective.terms) == ["balanced_weights"]
-    assert fair.objective.terms.balanced_weights.grouping == default.eval.primary_grouping
+    assert tuple(fair.data.treatments) == ("oversample_groups",) and not fair.objective.terms
+    assert tuple(fair.data.treatment_options.oversample_groups.attributes) == (default.eval.primary_grouping,)
     assert fair.postprocess.constraint == "equalized_odds" and fair.postprocess.epsilon <= 0.05
-    fair.objective, fair.postprocess = default.objective, default.postprocess
+    run = mitigations.run_config(default, "oversampled", seed=default.seed)
+    run.postprocess = fair.postprocess
+    assert run.to_dict() == fair.to_dict()
+    fair.data.treatments, fair.postprocess = default.data.treatments, default.postprocess
+    fair.data.treatment_options.oversample_groups = default.data.treatment_options.oversample_groups
     assert fair.to_dict() == default.to_dict()
 
 
