@@ -42,23 +42,28 @@ def pytest_sessionfinish(session, exitstatus):  # pylint: disable=unused-argumen
     shutil.rmtree(_RUN_CACHE, ignore_errors=True)
 
 
-# The files that take minutes, longest first (CI's --durations, summed per file). pytest.ini turns off
-# pytest-xdist's reordering by test count, so the two workers take files in this order, then the rest in
-# collection order: the longest start first instead of being dealt out last, when one worker would run
-# its minutes alone after the other has finished. A stale list costs only balance, never a test.
+# The files that take minutes, longest first (CI's --durations=0 summed per file, 2026-12-07: 81 min of
+# test time on two workers that ended within a minute of each other). pytest.ini turns off pytest-xdist's
+# reordering by test count, so the two workers take files in this order, then the rest in collection
+# order: the longest start first instead of being dealt out last, when one worker would run its minutes
+# alone after the other has finished. A stale list costs only balance, never a test.
 LONGEST_FIRST = (
     "tests/test_quick_start.py",  # the README's full default run
     "tests/test_configs.py",
     "tests/test_readme.py",
     "tests/train/test_processes.py",
-    "tests/train/test_loop.py",
-    "tests/experiments/test_seed004.py",
     "tests/train/test_constrained.py",
-    "tests/train/test_adversarial.py",
-    "tests/experiments/test_after_training.py",
+    "tests/train/test_loop.py",
     "tests/experiments/test_clip_synthetic.py",
-    "tests/experiments/test_seed002.py",
+    "tests/experiments/test_after_training.py",
+    "tests/clip/test_objectives.py",
+    "tests/experiments/test_seed004.py",
+    "tests/train/test_adversarial.py",
     "tests/report/test_run_report.py",
+    "tests/experiments/test_seed002.py",
+    "tests/models/test_pretrained_tfjs.py",
+    "tests/models/test_resnet.py",
+    "tests/train/test_objectives.py",
 )
 
 
