@@ -117,20 +117,17 @@ class Reweighing(_CellWeights):
 
 
 @objectives.register_term("group_dro")
-class GroupDRO(_CellWeights):
+class GroupDRO(BalancedWeights):
   """Online group DRO (Sagawa et al. 2020) over the groups of ``grouping``, on the loss of ``head``
   (default: the model's classifying head); see the module docstring."""
 
   def __init__(self, model, grouping: str = "race", head: Optional[str] = None, step_size: float = 0.01):
     if not step_size >= 0:
       raise ValueError(f"group_dro: step_size must be a number >= 0, got {step_size!r}")
-    super().__init__(grouping, label=None)
+    super().__init__(model, grouping)  # the balanced weights, which q multiplies
     self.spec = constrained.classifier_head(model, head)
     self.step_size = float(step_size)
     self.num_groups = groups.num_groups(grouping)
-
-  def row_weights(self, plan):
-    return reweighing.balance(plan, groups.GROUPINGS[self.grouping])
 
   def init_state(self):
     return {"log_q": jnp.full((self.num_groups,), -np.log(self.num_groups), jnp.float32)}
