@@ -14,6 +14,10 @@ it), at the reported checkpoint,
        women, old men), so what separates the genders there is partly age;
        on BD's training rows and BD's complement (young men, old women) together, where both genders
        occur at every age, judged on EBD, which neither holds;
+       on seed 004's separate gender data set (``data.bias.gender_set_size`` -1: every face outside
+       OD aged 16-71, as many women as men in every 4-year bin), judged on EBD and BD's complement:
+       data where age says nothing of gender, disjoint from every judged split, and larger than EBD
+       (skipped, with the reason in the table, where the data leave no face outside OD);
        on EBD, cross-fitted: the eraser is fitted on one half of EBD (stratified by gender) and judged
        on the other, and the two halves' figures averaged; EBD is where age and gender are independent,
        so its gender direction is gender's alone, but each half is small;
@@ -36,11 +40,12 @@ leakage at most 0.02, age accuracy no more than 1 point below the model's own he
 import csv
 import os
 import time
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
 from fairjax import erasure
+from fairjax.data import experiment as data_experiment
 from fairjax import markdown
 from fairjax.erasure import probes
 from fairjax.models import heads as heads_lib
@@ -52,9 +57,10 @@ METHODS = ("leace", "inlp")
 LEAKAGE_BOUND = 0.02  # the acceptance: linear leakage on EBD after LEACE
 ACCURACY_DROP = 0.01  # ... and age accuracy no more than this below the model's own head
 
-def representation_rows(config, workdir: str) -> dict:
-  """``{split: {embedding, gender, age_bin, own_age_bin}}`` of the training split and ``SPLITS`` at the
-  reported checkpoint; rows of unknown gender are dropped."""
+def representation_rows(config, workdir: str) -> tuple:
+  """``({split: {embedding, gender, age_bin, own_age_bin}}, number of age bins, why 'gender_set' is
+  missing or None)`` of the training split, ``SPLITS`` and the gender data set ('gender_set', where the
+  data hold one) at the reported checkpoint; rows of unknown gender are dropped."""
   context = loop.reported_context(config, workdir, with_train=True)
   spec = next(s for s in context.model.heads if s.name == "age")
 
@@ -64,12 +70,27 @@ def representation_rows(config, workdir: str) -> dict:
             "age_bin": heads_lib.bin_index(spec, batch["age"]),
             "own_age_bin": outputs["age"].argmax(-1)}
 
+  gender_set, skipped = gender_set_split(context.config)
+  if gender_set is not None:
+    context.splits = {**context.splits, "gender_set": gender_set}
   rows = {}
-  for split in ("train",) + SPLITS:
+  for split in ("train",) + SPLITS + (("gender_set",) if gender_set is not None else ()):
     found = context.rows(fn, split)
     known = found["gender"] >= 0
     rows[split] = {key: value[known] for key, value in found.items()}
-  return rows, spec.num_outputs
+  return rows, spec.num_outputs, skipped
+
+
+def gender_set_split(config):
+  """``(split, None)``: the run's data with every face of seed 004's gender data set outside OD as the
+  split 'gender_set' (``data.bias.gender_set_size`` -1); ``(None, reason)`` where the data hold none (a
+  run whose OD is every image: ``data.subset_size`` 0)."""
+  data = config.data.copy_and_resolve_references()
+  data.bias.gender_set_size = -1
+  try:
+    return data_experiment.build(data)["gender_set"], None
+  except ValueError as error:
+    return None, f"no eraser fitted on a separate gender data set: {error}"
 
 
 def refit_head(train_x, train_bins, num_bins: int):
@@ -113,6 +134,13 @@ def measure(rows: dict, num_bins: int, method: str, seed: int = 0, probe: Option
   eraser = erasure.fit(both["embedding"], both["gender"], method=method)
   erased_head = refit_head(np.asarray(eraser(train["embedding"])), train["age_bin"], num_bins)
   out.append(_figures("BD train + BD complement", "EBD", rows["EBD"], eraser, plain_head, erased_head, seed, probe))
+  # Fitted on the separate gender data set, where age says nothing of gender, judged on every split.
+  if "gender_set" in rows:
+    eraser = erasure.fit(rows["gender_set"]["embedding"], rows["gender_set"]["gender"], method=method)
+    erased_head = refit_head(np.asarray(eraser(train["embedding"])), train["age_bin"], num_bins)
+    for split in SPLITS:
+      out.append(_figures("gender set outside OD", split, rows[split], eraser, plain_head, erased_head, seed,
+                          probe))
   # Fitted on all of EBD and judged there: the eraser has seen the judged rows (LEACE's own guarantee, on
   # the rows it was fitted on); the probes are still cross-fitted.
   eraser = erasure.fit(rows["EBD"]["embedding"], rows["EBD"]["gender"], method=method)
@@ -166,7 +194,7 @@ def acceptance(table: list[dict]) -> list[str]:
   return lines
 
 
-def write(table: list[dict], output_dir: str, command: str, wall: float) -> None:
+def write(table: list[dict], output_dir: str, command: str, wall: float, notes: Sequence[str] = ()) -> None:
   with open(os.path.join(output_dir, "erasure.csv"), "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=COLUMNS)
     writer.writeheader()
@@ -177,7 +205,8 @@ def write(table: list[dict], output_dir: str, command: str, wall: float) -> None
            f"Command: `{command}` (wall time {wall / 60:.1f} min, runs reused where finished).", ""]
   lines += markdown.table(header, [[r["model"], r["method"], r["fit"], r["split"],
                                     *(markdown.number(r[k]) for k in COLUMNS[5:])] for r in table])
-  lines += ["", "Acceptance:", ""] + [f"- {line}" for line in acceptance(table)]
+  lines += [""] + [f"Note: {note}" for note in notes] + ([""] if notes else [])
+  lines += ["Acceptance:", ""] + [f"- {line}" for line in acceptance(table)]
   with open(os.path.join(output_dir, "erasure.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
 
@@ -189,12 +218,14 @@ def run(models, methods, output_dir: str, config_of, command: str) -> list[str]:
   if unknown:
     raise ValueError(f"unknown erasure method(s) {unknown}; known: {', '.join(METHODS)}")
   started = time.time()
-  table = []
+  table, notes = [], []
   for model in models:
     config = config_of(model)
-    rows, num_bins = representation_rows(config, os.path.join(output_dir, model))
+    rows, num_bins, skipped = representation_rows(config, os.path.join(output_dir, model))
+    if skipped:
+      notes.append(f"{model}: {skipped}")
     probe = dict(config.evaluator_options.get("leakage", {}))
     for method in methods:
       table += [{"model": model, **row} for row in measure(rows, num_bins, method, probe=probe)]
-  write(table, output_dir, command, time.time() - started)
+  write(table, output_dir, command, time.time() - started, notes)
   return acceptance(table)

@@ -13,7 +13,11 @@ configured treatments to the training plan:
            training split also holds seed 004's separate gender data set (``treatments.gender_set``,
            drawn from the loaded images that ``subset_size`` left out): its rows carry gender and hide
            age, BD's training rows carry age and hide gender, so the age head learns from BD only and
-           the gender head (the one unlearning confuses) from faces whose age says nothing of gender
+           the gender head (the one unlearning confuses) from faces whose age says nothing of gender.
+           With ``bias.gender_set_size`` > 0 that many rows of the same gender data set (the same draw:
+           equal sizes give the same rows; -1: every row it can hold) are the extra split 'gender_set', evaluated only where
+           ``eval.splits`` names it: faces where age says nothing of gender, to fit on them what should
+           read gender alone (a concept eraser, ``experiments/seed004_erasure.py``)
   kfold    seed 000 §8.1.2: the one loaded split cut into ``kfold.k`` folds stratified by ``stratify_by``;
            fold ``kfold.fold`` is the test split, and a stratified ``kfold.validation_fraction`` of the
            other folds validates (run fold = 0 .. k-1 for the K-fold estimate)
@@ -88,8 +92,10 @@ def default_config() -> ml_collections.ConfigDict:
   config.stratify_by = ("age_band", "gender")  # metadata columns, or 'age_band' (10-year bands)
   config.holdout_fractions = ml_collections.ConfigDict(dict(train=0.72, validation=0.08, test=0.2))
   # 'bias': the share of the 16-71 year-olds held out to draw EBD from, and of BD kept for validation;
-  # side_size > 0 adds that many rows of a separate gender data set to training (see the docstring).
-  config.bias = ml_collections.ConfigDict(dict(ebd_fraction=0.2, validation_fraction=0.1, side_size=0))
+  # side_size > 0 adds that many rows of a separate gender data set to training (see the docstring);
+  # gender_set_size > 0 offers that many rows of the same set as the split 'gender_set' (-1: all it can).
+  config.bias = ml_collections.ConfigDict(dict(ebd_fraction=0.2, validation_fraction=0.1, side_size=0,
+                                               gender_set_size=0))
   # 'kfold': k folds, the one tested, and the share of the others kept for validation.
   config.kfold = ml_collections.ConfigDict(dict(k=5, fold=0, validation_fraction=0.1))
   # 'balanced': the scheme cut first, the attribute balanced and the images per class of each split.
@@ -189,21 +195,25 @@ def _bias(config) -> dict[str, DataSplit]:
   fraction = config.bias.validation_fraction
   bd = treatments.stratified_split(sets["BD"], {"train": 1.0 - fraction, "validation": fraction},
                                    tuple(config.stratify_by), (config.seed, _SPLIT))
-  if config.bias.side_size:
-    bd["train"] = _with_gender_set(bd["train"], plans.as_plan(loaded.metadata), sets["OD"], config)
   plans_by_name = {**bd, "test": sets["EBD"], "EBD": sets["EBD"], "BD_complement": sets["BD_complement"]}
+  loaded_plan = plans.as_plan(loaded.metadata)
+  if config.bias.side_size:
+    # BD's training rows with gender hidden, then the gender data set's rows with age hidden.
+    side = _gender_set(loaded_plan, sets["OD"], config, "side_size")
+    plans_by_name["train"] = pd.concat([bd["train"].assign(gender=-1), side.assign(age=-1)], ignore_index=True)
+  if config.bias.gender_set_size:
+    plans_by_name["gender_set"] = _gender_set(loaded_plan, sets["OD"], config, "gender_set_size")
   return {name: DataSplit(loaded.source, plan, name, loaded.skipped) for name, plan in plans_by_name.items()}
 
 
-def _with_gender_set(bd_train: pd.DataFrame, loaded: pd.DataFrame, od: pd.DataFrame, config) -> pd.DataFrame:
-  """BD's training rows with gender hidden, then ``bias.side_size`` rows of a gender data set drawn
-  from the loaded images outside the experiment (not in OD's subset) with age hidden."""
+def _gender_set(loaded: pd.DataFrame, od: pd.DataFrame, config, size_key: str) -> pd.DataFrame:
+  """``config.bias[size_key]`` rows of seed 004's gender data set (``treatments.gender_set``), drawn from
+  the loaded images outside the experiment (not in OD's subset)."""
   if not config.subset_size:
-    raise ValueError("data.bias.side_size draws the gender data set from the images that data.subset_size "
+    raise ValueError(f"data.bias.{size_key} draws the gender data set from the images that data.subset_size "
                      "leaves out; set subset_size (with every image in OD, none is left)")
   outside = loaded[~loaded["source_index"].isin(od["source_index"])]
-  side = treatments.gender_set(outside, int(config.bias.side_size), (config.seed, _GENDER_SET))
-  return pd.concat([bd_train.assign(gender=-1), side.assign(age=-1)], ignore_index=True)
+  return treatments.gender_set(outside, int(config.bias[size_key]), (config.seed, _GENDER_SET))
 
 
 @_SCHEMES.register("kfold")
@@ -257,7 +267,7 @@ def schemes() -> tuple[str, ...]:
 
 def build(config) -> dict[str, DataSplit]:
   """The splits of ``config`` (a data section): 'train', 'validation', 'test', plus the scheme's extra
-  evaluation splits ('bias': 'EBD', 'BD_complement'). Names are checked before anything is loaded."""
+  evaluation splits ('bias': 'EBD', 'BD_complement', and 'gender_set' where asked for). Names are checked before anything is loaded."""
   scheme = _SCHEMES.get(config.splits)
   names = tuple(config.treatments)
   for name in names:

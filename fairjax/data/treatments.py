@@ -225,7 +225,8 @@ def bias_splits(frame: pd.DataFrame, seed: plans.Seed = 0, *, ages: tuple[int, i
 def gender_set(frame: pd.DataFrame, size: int, seed: plans.Seed = 0, *, ages: tuple[int, int] = (16, 72),
                bin_width: int = 4) -> pd.DataFrame:
   """Seed 004's *gender data set*: ``size`` rows aged ``ages`` (half-open, as OD) with exactly as many
-  women as men in every ``bin_width``-year bin, so that age tells nothing of gender in it.
+  women as men in every ``bin_width``-year bin, so that age tells nothing of gender in it (``size`` -1:
+  every such row ``frame`` can give).
 
   Seed 004 §3.2 writes its losses over an age data set (X_age, y_age) and a gender data set (X_gen,
   y_gen), "the method described would work even if we had an age only dataset and a gender only
@@ -239,6 +240,7 @@ def gender_set(frame: pd.DataFrame, size: int, seed: plans.Seed = 0, *, ages: tu
   plan = plan[(age >= ages[0]) & (age < ages[1]) & (gender >= 0)].reset_index(drop=True)
   rng = plans.generator(seed)
   balanced = _equalise(plan, ((plan["age"] - ages[0]) // bin_width).to_numpy(), rng, ages[0], bin_width)
+  size = len(balanced) if size == -1 else size
   if size <= 0 or size > len(balanced):
     raise ValueError(f"gender_set: asked for {size} rows, but the frame has {len(balanced)} aged "
                      f"{ages[0]}-{ages[1] - 1} with equal men and women per {bin_width}-year bin")

@@ -100,6 +100,29 @@ def test_bias_scheme_adds_a_gender_set_from_images_outside_the_subset():
     experiment.build(config)
 
 
+def test_bias_scheme_offers_the_gender_set_as_a_split_of_its_own():
+  config = _config(splits="bias", subset_size=1500)
+  config.synthetic.preset = "balanced"
+  config.num_examples.train = 2500
+  assert "gender_set" not in experiment.build(config)  # only where asked for
+  config.bias.gender_set_size = 300
+  splits = experiment.build(config)
+  gender_set = splits["gender_set"].plan
+  assert len(gender_set) > 280 and (gender_set.age >= 16).all() and (gender_set.age < 72).all()
+  counts = pd.crosstab((gender_set.age - 16) // 4, gender_set.gender)
+  assert (counts[0] == counts[1]).all()  # age says nothing of gender in it
+  used = set().union(*(splits[k].plan.source_index for k in ("train", "validation", "EBD", "BD_complement")))
+  assert set(gender_set.source_index).isdisjoint(used)
+  # The same draw as the gender data set that side_size adds to training.
+  config.bias.side_size = 300
+  train = experiment.build(config)["train"].plan
+  np.testing.assert_array_equal(np.sort(train[train.age < 0].source_index), np.sort(gender_set.source_index))
+  config.subset_size = 0
+  config.bias.side_size = 0
+  with pytest.raises(ValueError, match="gender_set_size draws the gender data set"):
+    experiment.build(config)
+
+
 def test_treatments_change_only_the_training_plan():
   config = _config(treatments=("min_age", "oversample_old"))
   config.treatment_options.oversample_old.factor = 3

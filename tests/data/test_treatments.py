@@ -266,6 +266,8 @@ def test_gender_set_balances_gender_in_every_age_bin():
   balanced = _bins(treatments.gender_set(meta, 2 * _bins(meta[meta.age.between(16, 71)]).min(axis=1).sum(), seed=1))
   np.testing.assert_allclose(bins[0] / bins[0].sum(), balanced[0] / balanced[0].sum(), atol=0.02)  # same ages
   assert treatments.gender_set(meta, 600, seed=1).equals(side)
+  everything = treatments.gender_set(meta, -1, seed=1)  # every row the balancing keeps
+  assert len(everything) == 2 * _bins(meta[meta.age.between(16, 71)]).min(axis=1).sum()
   with pytest.raises(ValueError, match="asked for 100000 rows"):
     treatments.gender_set(meta, 100_000)
 
