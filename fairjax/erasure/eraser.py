@@ -142,15 +142,28 @@ def _check(embeddings, attribute) -> tuple[np.ndarray, np.ndarray]:
   return x.astype(np.float64), z.astype(np.int64)
 
 
-def fit(embeddings, attribute, method: str = "leace", **options) -> Eraser:
+def fit(embeddings, attribute, method: str = "leace", support: float = 1.0, **options) -> Eraser:
   """The eraser of ``attribute`` ``[N]`` (integer codes, -1 unknown and left out) from ``embeddings``
   ``[N, D]``, by ``method`` ("leace" or "inlp") with its ``options``:
 
   * leace: ``shrinkage=True``, ``svd_tol=0.01``, ``affine=True``, ``orthogonal=False`` (``leace.py``);
   * inlp: ``n_iterations=20``, ``l2=1e-3``, ``seed=0``, ``held_out=0.3``, ``min_accuracy_gain=0.0``
     (``inlp.py``).
+
+  ``support`` below 1: the eraser first keeps only the principal components of the fit rows that hold
+  that share of their variance (the rest set to the fit rows' mean), and the method erases within them.
+  Why: a ReLU representation has units that are dead on nearly every face. Erasing a direction with a
+  tiny component on such a unit writes the erased projection into it, scaled by that component; on the
+  fit rows the unit's own values cancel it, on other rows (where the unit is dead) it is the concept
+  itself at a scale of 1e-5, which a standardising linear probe reads in full. Seed 004's M1 (UTKFace,
+  91 of 128 units dead): LEACE fitted on 10,750 faces outside the judged split left its linear gender
+  leakage at 0.32 (0.31 before), and at -0.07 within the 33 components holding 99.9 % of the variance
+  (``experiments/seed004_erasure.py``). The whole map is still one ``Eraser``: the minor components
+  join the erased directions (``rank`` counts both).
   """
   defaults = dict(list(METHODS.options(method).items())[2:])  # after x and z; an unknown method fails here
+  if not 0.0 < support <= 1.0:
+    raise ValueError(f"support is the share of the variance kept, in (0, 1]; got {support}")
   x, z = _check(embeddings, attribute)
   known = z >= 0
   x, z = x[known], z[known]
@@ -158,11 +171,37 @@ def fit(embeddings, attribute, method: str = "leace", **options) -> Eraser:
   if len(classes) < 2:
     raise ValueError(f"erasure needs 2 or more attribute classes among the known rows; found "
                      f"{classes.tolist()} in {len(z)} rows")
-  found = METHODS.build(method, x, np.eye(len(classes))[codes], **options)  # a misspelt option fails here
-  header = {"options": {**defaults, **options}, "classes": classes.tolist(), "counts": counts.tolist(),
+  one_hot = np.eye(len(classes))[codes]
+  if support < 1.0:
+    found = _fit_in_support(x, one_hot, method, support, options)
+  else:
+    found = METHODS.build(method, x, one_hot, **options)  # a misspelt option fails here
+  header = {"options": {**defaults, **options, **({"support": support} if support < 1.0 else {})},
+            "classes": classes.tolist(), "counts": counts.tolist(),
             "rows": int(len(z)), "unknown_rows": int(np.sum(~known)), **found["info"]}
   return Eraser(*(jnp.asarray(found[k], jnp.float32) for k in ("left", "right", "bias")), method=method,
                 header=json.dumps(header, default=_plain))
+
+
+def _fit_in_support(x: np.ndarray, one_hot: np.ndarray, method: str, support: float, options: dict) -> dict:
+  """``method`` fitted on the principal components of ``x`` holding ``support`` of its variance, as one
+  map of ``x``: with ``mu`` the mean, ``P`` ``[D, p]`` the principal and ``Q`` ``[D, m]`` the minor
+  components, and the method's ``y - ((y - b) @ R.T) @ L.T`` on ``y = (x - mu) @ P``, the eraser
+  ``mu + P y'`` is ``x - ((x - bias) @ right.T) @ left.T`` with ``bias = mu + P b``,
+  ``left = [Q, P L]`` and ``right = [Q.T; R P.T]`` (``Q.T P = 0``, so the bias shift leaves Q's part be)."""
+  mean = x.mean(0)
+  _, singular, vt = np.linalg.svd(x - mean, full_matrices=False)
+  variance = singular ** 2
+  share = np.cumsum(variance) / max(variance.sum(), np.finfo(np.float64).tiny)
+  kept = int(np.searchsorted(share, support - 1e-12)) + 1
+  principal, minor = vt[:kept].T, np.eye(x.shape[1]) - vt[:kept].T @ vt[:kept]
+  # The minor part as orthonormal columns: the complement of the principal span (D - kept of them).
+  minor_basis = np.linalg.svd(minor)[0][:, :x.shape[1] - kept]
+  found = METHODS.build(method, (x - mean) @ principal, one_hot, **options)  # a misspelt option fails here
+  left = np.concatenate([minor_basis, principal @ found["left"]], axis=1)
+  right = np.concatenate([minor_basis.T, found["right"] @ principal.T], axis=0)
+  info = {**found["info"], "support_components": kept, "support_dropped": x.shape[1] - kept}
+  return {"left": left, "right": right, "bias": mean + principal @ found["bias"], "info": info}
 
 
 def _plain(value):

@@ -72,3 +72,53 @@ def test_bad_input_is_a_one_line_value_error(tmp_path):
   (tmp_path / "junk.npz").write_bytes(b"not a zip")
   assert "not a saved eraser" in _error(lambda: erasure.load(tmp_path / "junk.npz"))
   assert "probes need 2 or more" in _error(lambda: erasure.linear_and_mlp_leakage(x, np.zeros_like(z), x, z))
+
+
+def _relu_like(seed: int, n: int, *, awake_rows: int) -> tuple[np.ndarray, np.ndarray]:
+  """A ReLU representation's shape: 8 live units with the attribute in their means, 8 units dead on every
+  row but ``awake_rows`` (small values there, unrelated to the attribute)."""
+  rng = np.random.default_rng(seed)
+  z = rng.integers(0, 2, n)
+  live = rng.normal(size=(n, 8)) * np.linspace(0.5, 3.0, 8) + 1.5 * z[:, None] * np.eye(8)[0]
+  dead = np.zeros((n, 8))
+  dead[rng.choice(n, awake_rows, replace=False)] = rng.uniform(0.0, 0.05, size=(awake_rows, 8))
+  return np.concatenate([live, dead], axis=1).astype(np.float32), z
+
+
+def _held_out_linear_leakage(x, z) -> float:
+  """A standardising logistic-regression probe fitted on one half of the rows, scored on the other."""
+  from sklearn import linear_model, pipeline, preprocessing  # pylint: disable=g-import-not-at-top
+  half = len(z) // 2
+  probe = pipeline.make_pipeline(preprocessing.StandardScaler(), linear_model.LogisticRegression(max_iter=3000))
+  return probe.fit(x[:half], z[:half]).score(x[half:], z[half:]) - synthetic.majority_rate(z[half:])
+
+
+@pytest.mark.parametrize("method", ["leace", "inlp"])
+def test_support_keeps_dead_units_from_carrying_the_concept_to_other_rows(method):
+  fit_x, fit_z = _relu_like(40, 4000, awake_rows=6)
+  other_x, other_z = _relu_like(41, 2000, awake_rows=0)
+  assert _held_out_linear_leakage(other_x, other_z) > 0.2
+  plain = erasure.fit(fit_x, fit_z, method=method)
+  within = erasure.fit(fit_x, fit_z, method=method, support=0.999)
+  # On the rows it was fitted on, both erase; elsewhere the plain eraser has written the concept into
+  # the units dead there, and a standardising probe reads it back.
+  assert _held_out_linear_leakage(np.asarray(plain(other_x)), other_z) > 0.2
+  assert _held_out_linear_leakage(np.asarray(within(other_x)), other_z) < 0.03
+  assert within.info["support_components"] == 8 and within.info["support_dropped"] == 8
+  assert within.rank > 8  # the 8 minor components, and what the method erased within the others
+  assert within.info["options"]["support"] == 0.999
+
+
+def test_support_is_the_method_within_the_principal_components_as_one_map():
+  x, z = TWO.sample(35, 1500)
+  within = erasure.fit(x, z, support=0.9)
+  mean = x.astype(np.float64).mean(0)
+  _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+  principal = vt[:within.info["support_components"]].T
+  inner = erasure.fit((x - mean) @ principal, z)
+  rows, _ = TWO.sample(36, 300)
+  expected = mean + np.asarray(inner((rows - mean) @ principal), np.float64) @ principal.T
+  np.testing.assert_allclose(np.asarray(within(rows)), expected, rtol=1e-4, atol=1e-3)
+  assert 0 < within.info["support_components"] < x.shape[1]
+  assert "support is the share of the variance kept" in _error(lambda: erasure.fit(x, z, support=0.0))
+  assert "support is the share of the variance kept" in _error(lambda: erasure.fit(x, z, support=1.5))
