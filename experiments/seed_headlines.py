@@ -308,7 +308,7 @@ def write(entries: list[dict], results_dir: str, intro: list[str]) -> str:
 _UTK = "--config.data.image_size=64"
 _CPU64 = "64x64"
 # Seed 000 §6.3 and §6.4 train on all of UTKFace (17,000 training faces): 50 epochs at 64x64 take about
-# 27,000 steps of a second each on this 2-core CPU, so they run 10.
+# 27,000 steps, about 3 h a row on this 2-core CPU (0.35 s a step alone), so they run 10.
 _SHORT_EPOCHS = 10
 _SHORT = f"{_UTK} --config.train.num_epochs={_SHORT_EPOCHS}"
 
@@ -336,12 +336,12 @@ ROWS = (
         _main("seed000_demographic.py", "seed000_6.2"), metric="test/gender/macro_accuracy",
         config="seed000_demographic.py", overrides=_cpu(), cost="about 40 min"),
     Row("seed000_6.3", "000 §6.3", "gender recall gap women vs men (test)", 0.023, f"{_CPU64} grey, 10 epochs",
-        "input 64 (the seed's 100); 10 of the seed's 50 epochs (50 take about 8 h here); all of UTKFace as the "
-        "seed's code reads it",
+        "input 64 (the seed's 100); 10 of the seed's 50 epochs (50 take about 3 h each on this CPU); all of "
+        "UTKFace as the seed's code reads it",
         _main("seed000_tripathi.py", "seed000_6.3", _SHORT), metric="test/gender/gender/accuracy_gap",
         config="seed000_tripathi.py", overrides=_cpu(epochs=_SHORT_EPOCHS), cost="about 1.5 h"),
     Row("seed000_6.4", "000 §6.4", "gender recall gap women vs men (test)", 0.11, f"{_CPU64} grey, 10 epochs",
-        "input 64 (the config's 128); 10 of the seed's 50 epochs (50 take about 8 h here)",
+        "input 64 (the config's 128); 10 of the seed's 50 epochs (50 take about 3 h each on this CPU)",
         _main("seed000_aghav.py", "seed000_6.4", _SHORT), metric="test/gender/gender/accuracy_gap",
         config="seed000_aghav.py", overrides=_cpu(epochs=_SHORT_EPOCHS), cost="about 1.5 h"),
     Row("seed000_6.4_curated", "000 §6.4", "the same, curated data (race first)", 0.10, f"{_CPU64} grey, 10 epochs",

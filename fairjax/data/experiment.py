@@ -15,9 +15,10 @@ configured treatments to the training plan:
            age, BD's training rows carry age and hide gender, so the age head learns from BD only and
            the gender head (the one unlearning confuses) from faces whose age says nothing of gender.
            With ``bias.gender_set_size`` > 0 that many rows of the same gender data set (the same draw:
-           equal sizes give the same rows; -1: every row it can hold) are the extra split 'gender_set', evaluated only where
-           ``eval.splits`` names it: faces where age says nothing of gender, to fit on them what should
-           read gender alone (a concept eraser, ``experiments/seed004_erasure.py``)
+           equal sizes give the same rows; -1: every row it can hold) are the extra split
+           'gender_set', evaluated only where ``eval.splits`` names it: faces where age says nothing
+           of gender, to fit on them what should read gender alone (a concept eraser,
+           ``experiments/seed004_erasure.py``)
   kfold    seed 000 §8.1.2: the one loaded split cut into ``kfold.k`` folds stratified by ``stratify_by``;
            fold ``kfold.fold`` is the test split, and a stratified ``kfold.validation_fraction`` of the
            other folds validates (run fold = 0 .. k-1 for the K-fold estimate)
@@ -267,7 +268,8 @@ def schemes() -> tuple[str, ...]:
 
 def build(config) -> dict[str, DataSplit]:
   """The splits of ``config`` (a data section): 'train', 'validation', 'test', plus the scheme's extra
-  evaluation splits ('bias': 'EBD', 'BD_complement', and 'gender_set' where asked for). Names are checked before anything is loaded."""
+  evaluation splits ('bias': 'EBD', 'BD_complement', and 'gender_set' where asked for). Names are checked
+  before anything is loaded."""
   scheme = _SCHEMES.get(config.splits)
   names = tuple(config.treatments)
   for name in names:
