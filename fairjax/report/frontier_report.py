@@ -2,7 +2,7 @@
 
 import csv
 import io
-from typing import Sequence
+from typing import Optional, Sequence
 
 from etils import epath
 
@@ -10,10 +10,11 @@ from fairjax import markdown
 
 
 def write_tables(directory: str, results: Sequence[dict], labels: Sequence[str], model_row: dict,
-                 title: str) -> str:
+                 title: str, fitted: Optional[Sequence[dict]] = None, fit_split: str = "") -> str:
   """Writes the frontier (``fairjax.metrics.frontier.equalized_odds_frontier``'s rows, one per epsilon,
-  with each group's accuracy under ``labels``) beside the model as it is (``model_as_is``); returns the
-  markdown."""
+  with each group's accuracy under ``labels``) beside the model as it is (``model_as_is``), and where
+  given the rule fitted on ``fit_split`` at each epsilon (``fairjax.postprocess.thresholds.frontier``'s
+  rows) in ``eo_frontier_fitted.csv`` and a second table; returns the markdown."""
   folder = epath.Path(directory)
   folder.mkdir(parents=True, exist_ok=True)
   table = io.StringIO()
@@ -30,6 +31,35 @@ def write_tables(directory: str, results: Sequence[dict], labels: Sequence[str],
   lines += markdown.table(["epsilon", "accuracy", *labels], [
       [f"{r['epsilon']:g}", markdown.number(r["accuracy"], 4), *(markdown.number(a) for a in r["accuracy_by_group"])]
       for r in results])
+  if fitted is not None:
+    lines += _fitted_table(folder, fitted, fit_split)
   text = "\n".join(lines) + "\n"
   (folder / "eo_frontier.md").write_text(text)
   return text
+
+
+def _fitted_table(folder, fitted: Sequence[dict], fit_split: str) -> list[str]:
+  columns = ("epsilon", "accuracy", "accuracy_lo", "accuracy_hi", "gap", "gap_lo", "gap_hi", "fit_accuracy",
+             "fit_gap", "oracle_accuracy")
+  table = io.StringIO()
+  writer = csv.writer(table, lineterminator="\n")
+  writer.writerow(columns)
+  for r in fitted:
+    low_high = [*r.get("accuracy_ci", ("", "")), *r.get("gap_ci", ("", ""))]
+    writer.writerow([r["epsilon"], r["accuracy"], *low_high[:2], r["gap"], *low_high[2:], r["fit_accuracy"],
+                     r["fit_gap"], r["oracle_accuracy"]])
+  (folder / "eo_frontier_fitted.csv").write_text(table.getvalue())
+
+  def with_interval(r, key):
+    interval = r.get(f"{key}_ci")
+    shown = f" [{markdown.number(interval[0], 4)}, {markdown.number(interval[1], 4)}]" if interval else ""
+    return markdown.number(r[key], 4) + shown
+
+  lines = ["", f"## The rule fitted on {fit_split}, judged here", "",
+           f"Group thresholds fitted on {fit_split} at each epsilon (what a run's `config.postprocess` "
+           "deploys), their expected accuracy and equalized-odds gap on this split (95 % bootstrap "
+           "intervals of its rows), beside their figures where they were fitted and the oracle's accuracy.", ""]
+  lines += markdown.table(["epsilon", "accuracy", "gap", f"{fit_split} accuracy", f"{fit_split} gap", "oracle"], [
+      [f"{r['epsilon']:g}", with_interval(r, "accuracy"), with_interval(r, "gap"), markdown.number(r["fit_accuracy"], 4),
+       markdown.number(r["fit_gap"], 4), markdown.number(r["oracle_accuracy"], 4)] for r in fitted])
+  return lines

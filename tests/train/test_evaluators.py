@@ -1,5 +1,6 @@
 """Evaluators: listed in the config, options checked before training, run on the reported checkpoint."""
 
+import csv
 import json
 import os
 
@@ -45,6 +46,11 @@ def test_a_bad_evaluator_config_is_an_error_before_anything_is_written(change, m
   assert not (tmp_path / "run").exists()
 
 
+def predictor_pools_a_group(workdir) -> bool:
+  """Whether the run's saved post-processing rule gave some group the pooled rule (too few faces)."""
+  return bool(thresholds.GroupThresholds.load(str(workdir / "report" / "postprocess" / "thresholds.json")).pooled.any())
+
+
 def test_listed_evaluators_and_post_processing_run_on_the_reported_checkpoint(tmp_path):
   config = _smoke()
   config.evaluators = ("leakage", "eo_frontier")
@@ -65,6 +71,18 @@ def test_listed_evaluators_and_post_processing_run_on_the_reported_checkpoint(tm
   (tmp_path / "report" / "validation" / "eo_frontier.csv").unlink()
   evaluators.run_evaluators(context, ["eo_frontier"], config.evaluator_options)
   assert (tmp_path / "report" / "validation" / "eo_frontier.csv").read_text().splitlines() == table
+  # With fit_split, the deployable frontier beside the oracle: the rule fitted on validation at epsilon 0
+  # is the run's own post-processing, judged on test.
+  evaluators.run_evaluators(context, ["eo_frontier"], {"eo_frontier": {
+      "split": "test", "fit_split": "validation", "epsilons": (0.0, 1.0), "num_resamples": 50,
+      "min_group_size": 5}})
+  with open(tmp_path / "report" / "test" / "eo_frontier_fitted.csv") as f:
+    fitted = list(csv.DictReader(f))
+  assert [float(r["epsilon"]) for r in fitted] == [0.0, 1.0]
+  assert float(fitted[0]["accuracy"]) == pytest.approx(final["test/postprocessed/gender/accuracy"], rel=1e-4)
+  assert float(fitted[0]["accuracy_lo"]) <= float(fitted[0]["accuracy"]) <= float(fitted[0]["accuracy_hi"])
+  assert float(fitted[0]["fit_gap"]) < 1e-4 or predictor_pools_a_group(tmp_path)
+  assert "## The rule fitted on validation, judged here" in (tmp_path / "report" / "test" / "eo_frontier.md").read_text()
 
   # Post-processing: fitted on validation, where every fitted group's rates meet (gap 0 up to rounding);
   # its figures on test, beside the raw ones, are the saved rule's expected figures on test's scores.
