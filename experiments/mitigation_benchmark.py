@@ -7,10 +7,12 @@ r"""Every mitigation side by side on one task, with intervals: what a researcher
 Each method is a run of the task's config with objective terms added (``standard``, ``reweighing``,
 ``balanced_weights``, ``constrained``, ``gap_penalty``, ``mindiff``, ``grl``, ``jlu``, ``group_dro`` and the
 combinations ``balanced+constrained``, ``grl+constrained``) or a training-split treatment (``oversampled``:
-every race up-sampled to the largest, ``oversample_groups``), or a treatment of a finished run after
-training: ``postprocess`` (group thresholds fitted on validation, ``fairjax.postprocess``),
-``balanced+postprocess``, ``group_dro+postprocess``, ``oversampled+postprocess``, and ``leace`` (race erased from the embedding with LEACE fitted on validation, the task head refitted
-on the erased validation embeddings, ``fairjax.erasure``). Every run lives in
+every race up-sampled towards the largest, at most four times its size, ``oversample_groups``;
+``oversampled_full``: all the way, ``configs/default_fair.py``'s training), or a treatment of a finished
+run after training: ``postprocess`` (group thresholds fitted on validation, ``fairjax.postprocess``),
+``balanced+postprocess``, ``group_dro+postprocess``, ``oversampled+postprocess``,
+``oversampled_full+postprocess``, and ``leace`` (race erased from the embedding with LEACE fitted on
+validation, the task head refitted on the erased validation embeddings, ``fairjax.erasure``). Every run lives in
 ``OUT/<task>/<run>/seed<k>`` (``config.seed = k``) and a finished one is reused, so rerunning the command
 only trains what is missing.
 

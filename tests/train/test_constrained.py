@@ -538,14 +538,14 @@ def test_the_constrained_config_is_the_default_with_another_objective():
 
 def test_the_fair_config_is_the_default_with_up_sampling_and_thresholds():
   """configs/default_fair.py: the default, nothing changed but its training treatment (every race
-  up-sampled) and post-processing; the benchmark's 'oversampled' run is its training run."""
+  up-sampled) and post-processing; the benchmark's 'oversampled_full' run is its training run."""
   from experiments import mitigations  # pylint: disable=g-import-not-at-top
   for arg in ("", "smoke"):
     default, fair = load_config("default", arg), load_config("default_fair", arg)
     assert tuple(fair.data.treatments) == ("oversample_groups",) and not fair.objective.terms
     assert tuple(fair.data.treatment_options.oversample_groups.attributes) == (default.eval.primary_grouping,)
     assert fair.postprocess.constraint == "equalized_odds" and fair.postprocess.epsilon <= 0.05
-    run = mitigations.run_config(default, "oversampled", seed=default.seed)
+    run = mitigations.run_config(default, "oversampled_full", seed=default.seed)
     run.postprocess = fair.postprocess
     assert run.to_dict() == fair.to_dict()
     fair.data.treatments, fair.postprocess = default.data.treatments, default.postprocess
