@@ -12,9 +12,9 @@ every race up-sampled towards the largest, at most four times its size, ``oversa
 run after training: ``postprocess`` (group thresholds fitted on validation, ``fairjax.postprocess``),
 ``balanced+postprocess``, ``group_dro+postprocess``, ``oversampled+postprocess``,
 ``oversampled_full+postprocess``, and ``leace`` (race erased from the embedding with LEACE fitted on
-validation, the task head refitted on the erased validation embeddings, ``fairjax.erasure``). Every run lives in
-``OUT/<task>/<run>/seed<k>`` (``config.seed = k``) and a finished one is reused, so rerunning the command
-only trains what is missing.
+validation, the task head refitted on the erased validation embeddings, ``fairjax.erasure``). Every run
+lives in ``OUT/<task>/<run>/seed<k>`` (``config.seed = k``) and a finished one is reused, so rerunning the
+command only trains what is missing.
 
 What is measured, on the test split, for the primary head by the primary grouping (gender by race):
 accuracy, worst-group accuracy, the equalized-odds and demographic-parity gaps (of the decisions; of

@@ -48,8 +48,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from fairjax import erasure
-from fairjax.data import experiment as data_experiment
 from fairjax import markdown
+from fairjax.data import experiment as data_experiment
 from fairjax.erasure import probes
 from fairjax.models import heads as heads_lib
 from fairjax.train import leakage

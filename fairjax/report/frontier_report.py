@@ -60,6 +60,7 @@ def _fitted_table(folder, fitted: Sequence[dict], fit_split: str) -> list[str]:
            "deploys), their expected accuracy and equalized-odds gap on this split (95 % bootstrap "
            "intervals of its rows), beside their figures where they were fitted and the oracle's accuracy.", ""]
   lines += markdown.table(["epsilon", "accuracy", "gap", f"{fit_split} accuracy", f"{fit_split} gap", "oracle"], [
-      [f"{r['epsilon']:g}", with_interval(r, "accuracy"), with_interval(r, "gap"), markdown.number(r["fit_accuracy"], 4),
-       markdown.number(r["fit_gap"], 4), markdown.number(r["oracle_accuracy"], 4)] for r in fitted])
+      [f"{r['epsilon']:g}", with_interval(r, "accuracy"), with_interval(r, "gap"),
+       markdown.number(r["fit_accuracy"], 4), markdown.number(r["fit_gap"], 4),
+       markdown.number(r["oracle_accuracy"], 4)] for r in fitted])
   return lines

@@ -230,20 +230,21 @@ def eo_frontier(context: RunContext, *, split: str = "test",
   it is. With ``fit_split`` (e.g. 'validation') also the deployable frontier: the rule fitted there at
   each epsilon and judged on ``split``, with ``num_resamples`` bootstrap intervals, groups of fewer than
   ``min_group_size`` faces given the pooled rule (``fairjax.postprocess.thresholds.frontier``;
-  ``eo_frontier_fitted.csv``). On the default task its gap
-  on test exceeds the fitted epsilon by 0.01-0.02, test's own sampling noise, which is why a config's
-  epsilon sits below the gap it is meant to keep."""
+  ``eo_frontier_fitted.csv``). On the default task its gap on test exceeds the fitted epsilon by
+  0.01-0.02, test's own sampling noise, which is why a config's epsilon sits below the gap it is meant
+  to keep."""
   for name in (split, fit_split or split):
     if name not in context.splits:
       raise ValueError(f"eo_frontier: split {name!r} is not evaluated; the run evaluates {sorted(context.splits)}")
   head, grouping = context.primary
   labels = groups.group_labels(grouping)
-  rows, fit_rows = (_known_primary_scores(context, name) for name in (split, fit_split or split))
+  rows = _known_primary_scores(context, split)
   epsilons = [float(e) for e in epsilons]
   results = frontier.equalized_odds_frontier(rows["score"], rows["label"], rows["group"], epsilons,
                                              num_groups=len(labels))
   fitted = None
   if fit_split:
+    fit_rows = _known_primary_scores(context, fit_split)
     fitted = thresholds.frontier(*((r["score"], r["label"], r["group"]) for r in (fit_rows, rows)), epsilons,
                                  num_groups=len(labels), num_resamples=num_resamples, seed=context.config.seed,
                                  min_group_size=min_group_size)

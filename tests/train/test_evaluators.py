@@ -82,7 +82,8 @@ def test_listed_evaluators_and_post_processing_run_on_the_reported_checkpoint(tm
   assert float(fitted[0]["accuracy"]) == pytest.approx(final["test/postprocessed/gender/accuracy"], rel=1e-4)
   assert float(fitted[0]["accuracy_lo"]) <= float(fitted[0]["accuracy"]) <= float(fitted[0]["accuracy_hi"])
   assert float(fitted[0]["fit_gap"]) < 1e-4 or predictor_pools_a_group(tmp_path)
-  assert "## The rule fitted on validation, judged here" in (tmp_path / "report" / "test" / "eo_frontier.md").read_text()
+  frontier_md = (tmp_path / "report" / "test" / "eo_frontier.md").read_text()
+  assert "## The rule fitted on validation, judged here" in frontier_md
 
   # Post-processing: fitted on validation, where every fitted group's rates meet (gap 0 up to rounding);
   # its figures on test, beside the raw ones, are the saved rule's expected figures on test's scores.
